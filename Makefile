@@ -1,0 +1,35 @@
+# isod — one entry point per job. `make test` is what CI runs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo proto bench lint clean
+
+install: $(STAMP)
+
+# Re-installs only when the project's metadata changes (editable install).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m isod.demo
+
+# Regenerates the protobuf/gRPC code from proto/ into daemon/isod/v1 (generated only).
+proto: install
+	$(PY) -m grpc_tools.protoc -I proto --python_out=daemon --pyi_out=daemon --grpc_python_out=daemon proto/isod/v1/isod.proto
+
+bench: install
+	$(PY) bench/run.py
+
+lint: install
+	$(PY) -m ruff check daemon client tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

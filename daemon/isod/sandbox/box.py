@@ -1,0 +1,57 @@
+"""A sandboxed process tree as its owner sees it, whichever backend runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from typing import Callable
+
+from ..policy import IDLE, Rule
+from .events import Event
+
+EventSink = Callable[["Box", Event], None]
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be set up; the message says why and what to do."""
+
+
+class Box:
+    """One launched command and everything it spawns.
+
+    ``rule`` is read by the supervisor for every trapped call: the owner swaps
+    it (a plain attribute store) to change what the tree may do from then on.
+    Events accumulate until ``take_events`` drains them.
+    """
+
+    def __init__(self, popen: subprocess.Popen, rule: Rule = IDLE, on_event: EventSink | None = None):
+        self.popen = popen
+        self.pid = popen.pid
+        # The launcher's own exec of the command is always allowed; ``rule``
+        # takes effect from the first call after it.
+        self.rule = IDLE
+        self.launch_rule: Rule | None = rule
+        self.on_event = on_event
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+        self.released = threading.Event()   # the supervisor let go of the tree (all tasks gone)
+
+    def record(self, ev: Event) -> None:
+        with self._lock:
+            self._events.append(ev)
+        if self.on_event is not None:
+            self.on_event(self, ev)
+
+    def take_events(self) -> list[Event]:
+        with self._lock:
+            out, self._events = self._events, []
+        return out
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
+
+    def kill(self) -> None:
+        try:
+            self.popen.kill()
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,69 @@
+"""The seccomp filter program (design §2), built with libseccomp via pyseccomp.
+
+Built once in the supervisor's process and exported as raw BPF, so the launcher
+only has to load bytes (fast, and it needs no libseccomp of its own). libseccomp
+writes the architecture checks: x86_64 and i386 (``int 0x80``) get the same
+rules on their own numbers; x32 numbers and unknown architectures get ENOSYS.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import tempfile
+
+import pyseccomp as sc
+
+from .kernel import CLONE_THREAD
+
+# Syscalls that reach the supervisor. clone is trapped only without
+# CLONE_THREAD, so threads never cost a round trip on the clone path; clone3
+# always is, because BPF cannot read its flags (they sit in user memory).
+NOTIFIED = ("fork", "vfork", "execve", "execveat", "clone3", "ptrace", "io_uring_setup")
+
+
+def _build(trace_action: int | None) -> sc.SyscallFilter:
+    action = sc.NOTIFY if trace_action is None else trace_action
+    f = sc.SyscallFilter(sc.ALLOW)
+    f.set_attr(sc.Attr.ACT_BADARCH, sc.ERRNO(errno.ENOSYS))
+    f.add_arch(sc.Arch.X86)
+    for name in NOTIFIED:
+        f.add_rule(action, name)
+    f.add_rule(action, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+    return f
+
+
+@functools.cache
+def program(trace_action: int | None = None) -> bytes:
+    """Raw BPF (struct sock_filter[]) for the trap set; cached per process.
+
+    ``trace_action`` replaces USER_NOTIF (the ptrace backend uses
+    SECCOMP_RET_TRACE); None means user notification.
+    """
+    f = _build(trace_action)
+    with tempfile.TemporaryFile() as tmp:
+        f.export_bpf(tmp)
+        tmp.seek(0)
+        data = tmp.read()
+    if not data or len(data) % 8:
+        raise RuntimeError(f"libseccomp exported a malformed program ({len(data)} bytes)")
+    return data
+
+
+def pfc(trace_action: int | None = None) -> str:
+    """Human-readable form of the filter, for `isod trace --explain` and docs."""
+    f = _build(trace_action)
+    r, w = os.pipe()
+    try:
+        f.export_pfc(os.fdopen(w, "wb", closefd=False))
+        os.close(w)
+        w = -1
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)

@@ -1,0 +1,93 @@
+"""The single-threaded launcher: install the filter, hand over the listener, exec.
+
+Run as a fresh interpreter (``python -E -s -S -c ...``) so that nothing but this
+thread exists when the filter goes on: every thread and process the target ever
+makes inherits it (no TSYNC race). Protocol on the inherited Unix socket: one
+message, ``b"ok"`` with the listener fd attached (SCM_RIGHTS), or
+``b"err <errno> <text>"``. The launcher closes its own copy of the listener
+before exec, so that the sandbox fails closed (ENOSYS) if the supervisor dies.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+import _socket  # not `socket`: it pulls in enum and selectors (8 ms)
+
+from . import kernel
+
+EXIT_SETUP_FAILED = 125   # as env(1)/timeout(1): the launcher itself failed
+EXIT_CANNOT_EXEC = 126
+EXIT_NOT_FOUND = 127
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def install(bpf: bytes, flags: int) -> int:
+    kernel.set_no_new_privs()
+    try:
+        return kernel.install_filter(bpf, flags | kernel.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+    # kernels before 5.19 lack WAIT_KILLABLE_RECV
+    return kernel.install_filter(bpf, flags)
+
+
+def resolve(name: str) -> str:
+    """PATH search done here, so the sandbox sees one execve, not one per PATH entry."""
+    if "/" in name:
+        return name
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        cand = os.path.join(d or ".", name)
+        if os.access(cand, os.X_OK) and not os.path.isdir(cand):
+            return cand
+    raise FileNotFoundError(errno.ENOENT, "command not found", name)
+
+
+def main(argv: list[str]) -> int:
+    # argv: SOCK_FD BPF_FD MODE -- CMD ARGS...   (MODE: notif | trace)
+    sock_fd, bpf_fd, mode = int(argv[0]), int(argv[1]), argv[2]
+    cmd = argv[4:]
+    sock = _socket.socket(fileno=sock_fd)
+    bpf = _read_all(bpf_fd)
+    try:
+        if mode == "notif":
+            listener = install(bpf, kernel.SECCOMP_FILTER_FLAG_NEW_LISTENER)
+            sock.sendmsg([b"ok"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, listener.to_bytes(4, sys.byteorder))])
+            os.close(listener)
+        else:
+            # ptrace backend: the tracer is attached already; wait for its go
+            kernel.set_no_new_privs()
+            sock.sendall(b"ready")
+            if sock.recv(16) != b"go":
+                return EXIT_SETUP_FAILED
+            kernel.install_filter(bpf, 0)
+    except OSError as e:
+        try:
+            sock.sendall(f"err {e.errno} {e.strerror}".encode())
+        except OSError:
+            pass
+        return EXIT_SETUP_FAILED
+    sock.close()
+    try:
+        os.execv(resolve(cmd[0]), cmd)
+    except FileNotFoundError:
+        sys.stderr.write(f"isod: {cmd[0]}: command not found\n")
+        return EXIT_NOT_FOUND
+    except OSError as e:
+        sys.stderr.write(f"isod: {cmd[0]}: cannot execute: {e.strerror}\n")
+        return EXIT_CANNOT_EXEC
+    return EXIT_CANNOT_EXEC  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,159 @@
+"""`isod trace -- CMD`: run CMD in the sandbox and show the process tree it makes.
+
+Lines read like `strace -f -e trace=process`: a relative time, the pid, then
+what happened. Output goes to stderr (or -o FILE) so CMD's own stdout stays
+clean; `--json` prints one object per event with the wire field names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+from . import policy
+from .sandbox import Box, Event, ProcEvent, SandboxError, open_backend
+from .sandbox.proc_connector import open_connector
+
+EXIT_DENIED = 1
+
+
+class TreePrinter:
+    """Formats events as they arrive (from the supervisor and connector threads)."""
+
+    def __init__(self, out: TextIO, as_json: bool, t0_ns: int, have_forks: bool, rule_name: str) -> None:
+        self.rule_name = rule_name
+        self.out = out
+        self.as_json = as_json
+        self.t0 = t0_ns
+        self.have_forks = have_forks   # the connector reports forks with child pids
+        self.lock = threading.Lock()
+        self.born: dict[int, int] = {}
+        self.denied: list[Event] = []
+        self.execs = 0
+        self.procs = 1
+
+    def _rel(self, t_ns: int) -> str:
+        return f"{(t_ns - self.t0) / 1e9:9.6f}"
+
+    def _emit(self, obj: dict, line: str | None) -> None:
+        with self.lock:
+            if self.as_json:
+                self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            elif line is not None:
+                self.out.write(line + "\n")
+            self.out.flush()
+
+    def trap(self, _box: Box, ev: Event) -> None:
+        if ev.decision == "deny":
+            self.denied.append(ev)
+        if ev.syscall in ("execve", "execveat") and ev.decision == "allow":
+            self.execs += 1
+            self.born.setdefault(ev.pid, ev.t_ns)
+        self._emit({"type": "trap", **ev.to_dict()}, self._trap_line(ev))
+
+    def _trap_line(self, ev: Event) -> str | None:
+        head = f"{self._rel(ev.t_ns)} {ev.pid:>7}"
+        if ev.tid != ev.pid:
+            head += f"/{ev.tid}"
+        mark = "" if ev.decision == "allow" else f"   <-- DENIED (EPERM) [{self.rule_name}]"
+        if ev.syscall in ("execve", "execveat"):
+            cmd = shlex.join(ev.argv) if ev.argv else ev.path
+            extra = f"   [{ev.path}]" if ev.argv and ev.path != ev.argv[0] else ""
+            if ev.decision == "allow" and ev.cwd and not os.path.exists(os.path.join(ev.cwd, ev.path)):
+                mark = "   = ENOENT"
+            return f"{head} {ev.syscall} {cmd}{extra}{mark}"
+        if ev.syscall == "clone3":
+            if self.have_forks and ev.decision == "enosys":
+                return None   # libc retries with clone: that line follows
+            return f"{head} clone3(flags={ev.clone_flags:#x}) = ENOSYS (libc falls back to clone)"
+        if ev.syscall in ("fork", "vfork", "clone"):
+            if ev.decision == "allow" and self.have_forks:
+                return None   # the connector's line carries the child pid
+            what = ev.syscall if ev.syscall != "clone" else f"clone(flags={ev.clone_flags:#x})"
+            return f"{head} {what}{' = ?' if ev.decision == 'allow' else ''}{mark}"
+        return f"{head} {ev.syscall}{mark}"
+
+    def proc(self, ev: ProcEvent) -> None:
+        if ev.kind == "fork":
+            with self.lock:
+                self.procs += 1
+            self.born[ev.pid] = ev.t_ns
+            line = f"{self._rel(ev.t_ns)} {ev.ppid:>7} fork -> {ev.pid}"
+        else:
+            life = ""
+            if ev.pid in self.born:
+                life = f"   (lived {(ev.t_ns - self.born[ev.pid]) / 1e6:.3f} ms)"
+            status = f"exit {ev.exit_code}" if ev.exit_signal is None else f"killed by {signal_name(ev.exit_signal)}"
+            line = f"{self._rel(ev.t_ns)} {ev.pid:>7} {status}{life}"
+        self._emit({"type": ev.kind, **ev.to_dict()}, line)
+
+    def summary(self, rc: int, wall_ns: int) -> None:
+        if self.as_json:
+            self._emit({"type": "summary", "exit_status": rc, "wall_ns": wall_ns,
+                        "execs": self.execs, "processes": self.procs, "denied": len(self.denied)}, None)
+            return
+        line = f"--- {self.execs} exec(s), {len(self.denied)} denied, exit status {rc}, {wall_ns / 1e9:.3f} s"
+        self._emit({}, line)
+        for ev in self.denied:
+            self._emit({}, f"--- denied {ev.describe()}  (pid {ev.pid}, parent {ev.ppid})")
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def run(cmd: list[str], size: str | None, as_json: bool, out: TextIO, backend_name: str = "seccomp") -> int:
+    rule = policy.rule_for(policy.Size.parse(size) if size else None)
+    backend = open_backend(backend_name)
+    connector = open_connector()
+    t0 = time.monotonic_ns()
+    printer = TreePrinter(out, as_json, t0, have_forks=connector is not None, rule_name=rule.name)
+    try:
+        box = backend.spawn(cmd, rule=rule, on_event=printer.trap)
+    except SandboxError:
+        if connector:
+            connector.close()
+        backend.close()
+        raise
+    if connector is not None:
+        connector.follow(box.pid, printer.proc)
+    stop = {"sig": None}
+
+    def forward(signum, _frame):
+        stop["sig"] = signum
+        try:
+            os.kill(box.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = box.popen.wait()
+        box.released.wait()          # every process of the tree is gone
+        wall = time.monotonic_ns() - t0
+        if connector is not None:
+            time.sleep(0.02)         # let the last exit notifications arrive
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if connector is not None:
+            connector.close()
+        backend.close()
+    if connector is None:
+        printer.proc(ProcEvent(t_ns=time.monotonic_ns(), kind="exit", pid=box.pid,
+                               exit_code=status if status >= 0 else None,
+                               exit_signal=-status if status < 0 else None))
+    rc = status if status >= 0 else 128 - status
+    printer.summary(rc, wall)
+    if printer.denied and rc == 0:
+        rc = EXIT_DENIED
+    return rc
