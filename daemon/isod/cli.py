@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .policy import Size
+from .sandbox.backends import BACKEND_CHOICES
 
 SIZES = [s.value for s in Size]
 
@@ -20,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--size", choices=SIZES, help="apply this test size's rule (small denies every spawn)")
     t.add_argument("--json", action="store_true", help="one JSON object per event")
     t.add_argument("-o", "--output", metavar="FILE", help="write the trace here instead of stderr")
-    t.add_argument("--backend", default="seccomp", choices=["seccomp"], help="sandbox backend")
+    t.add_argument("--backend", default=os.environ.get("ISOD_BACKEND", "seccomp"), choices=BACKEND_CHOICES,
+                   help="sandbox backend (env ISOD_BACKEND)")
     t.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     return p
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .box import SandboxError
 
-BACKENDS = ("seccomp",)
+BACKENDS = ("seccomp",)               # concrete backends (tests run each)
+BACKEND_CHOICES = ("seccomp",)         # what --backend accepts
 
 
 def open_backend(name: str = "seccomp"):

@@ -32,6 +32,12 @@ class Box:
         self.rule = IDLE
         self.launch_rule: Rule | None = rule
         self.on_event = on_event
+        # Called by the backend right before it decides each trapped call of
+        # this tree, from the backend's thread. The owner uses it to apply what
+        # the tree announced on its own channel before making the call (the
+        # daemon's worker says "test X starts" then may spawn at once): without
+        # it the decision could use a stale rule.
+        self.before_decision: Callable[[], None] | None = None
         self._events: list[Event] = []
         self._lock = threading.Lock()
         self.released = threading.Event()   # the supervisor let go of the tree (all tasks gone)

@@ -134,6 +134,8 @@ class SeccompBackend:
         elif name == "ptrace":
             flags = a0  # the request
         valid = _id_valid(fd, nid)
+        if box.before_decision is not None:
+            box.before_decision()
         rule = box.rule
         if box.launch_rule is not None and tid == box.pid and name == "execve":
             # the launcher execs the command: allowed; the owner's rule holds from here
