@@ -208,6 +208,23 @@ class MemReader:
             out.append(s[:end] if end >= 0 else (self.string(pid, ptrs[i]) or b""))
         return out
 
+    def string_array32(self, pid: int, addr: int) -> list[bytes]:
+        """A NULL-terminated array of 32-bit pointers: argv of an i386 execve.
+        Off the hot path (only `int 0x80` callers get here)."""
+        out: list[bytes] = []
+        while addr and len(out) < MAX_ARGS:
+            raw = self.read(pid, addr, min(PAGE - addr % PAGE, (MAX_ARGS - len(out)) * 4))
+            raw = raw[: len(raw) - len(raw) % 4]
+            if not raw:
+                break
+            for i in range(0, len(raw), 4):
+                p = int.from_bytes(raw[i:i + 4], "little")
+                if not p:
+                    return out
+                out.append(self.string(pid, p) or b"")
+            addr += len(raw)
+        return out
+
 
 _vm_readv = libc.process_vm_readv
 

@@ -29,6 +29,7 @@ from .spawn import LauncherProcess
 
 _EPOLLIN, _EPOLLHUP, _EPOLLERR = select.EPOLLIN, select.EPOLLHUP, select.EPOLLERR
 _CONTINUE = kernel.SECCOMP_USER_NOTIF_FLAG_CONTINUE
+_I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
 _EXECS = ("execve", "execveat")
 _SPAWNS = ("fork", "vfork", "clone")
 
@@ -116,10 +117,10 @@ class SeccompBackend:
         flags = 0
         if name == "execve":
             path = mem.string(tid, a0) or b""
-            argv = mem.string_array(tid, a1)
+            argv = mem.string_array(tid, a1) if arch != _I386 else mem.string_array32(tid, a1)
         elif name == "execveat":
             path = mem.string(tid, a1) or b""
-            argv = mem.string_array(tid, a2)
+            argv = mem.string_array(tid, a2) if arch != _I386 else mem.string_array32(tid, a2)
             flags = a4
         elif name == "clone3":
             raw = mem.read(tid, a0, 8) if a0 else b""
