@@ -25,6 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--backend", default=os.environ.get("ISOD_BACKEND", "seccomp"), choices=BACKEND_CHOICES,
                    help="sandbox backend (env ISOD_BACKEND)")
     t.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+
+    s = sub.add_parser("serve", help="run the gRPC daemon",
+                       description="Serve sessions of `pytest -p isod_client` on a Unix socket (default) or TCP.")
+    s.add_argument("--listen", metavar="ADDR", help="unix:///ABS/PATH or HOST:PORT (TCP needs --token-file); "
+                   "default: a Unix socket in a 0700 runtime directory")
+    s.add_argument("--workers", type=int, metavar="N", help="workers per session (default: CPU count)")
+    s.add_argument("--backend", default=os.environ.get("ISOD_BACKEND", "seccomp"), choices=BACKEND_CHOICES,
+                   help="sandbox backend (env ISOD_BACKEND)")
+    s.add_argument("--token-file", metavar="FILE", help="bearer token clients must present (required for TCP)")
+    s.add_argument("--grace", type=float, default=10.0, help="seconds running tests get on SIGTERM")
+    s.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+
+    st = sub.add_parser("status", help="ask a daemon for its status")
+    st.add_argument("--target", default=os.environ.get("ISOD_TARGET"), help="daemon address (env ISOD_TARGET)")
     return p
 
 
@@ -32,7 +46,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "trace":
         return _trace(args)
+    if args.command == "serve":
+        from .server.app import serve
+        return serve(args.listen, args.workers, args.backend, args.token_file, args.exit_with_parent, args.grace)
+    if args.command == "status":
+        return _status(args)
     return 2
+
+
+def _status(args) -> int:
+    import grpc
+    from google.protobuf import json_format
+
+    from .server.app import default_listen
+    from .v1 import isod_pb2 as pb
+    from .v1 import isod_pb2_grpc as pb_grpc
+
+    target = args.target or default_listen()
+    with grpc.insecure_channel(target) as ch:
+        try:
+            reply = pb_grpc.IsodStub(ch).Status(pb.StatusRequest(), timeout=5)
+        except grpc.RpcError as e:
+            print(f"isod status: {target}: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+    print(json_format.MessageToJson(reply, preserving_proto_field_name=True))
+    return 0
 
 
 def _trace(args) -> int:

@@ -1,0 +1,73 @@
+"""isod_client: the pytest plugin (`pytest -p isod_client`).
+
+Collects locally, runs the tests on an isod daemon (a private embedded one
+unless --isod-target / ISOD_TARGET names one), reports through pytest's own
+hooks, and fails small tests that tried to create a process with TC003.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from isod.policy import Size
+
+SIZES = [s.value for s in Size]
+ENFORCEMENTS = ("strict", "warn", "off")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("isod", "isod: kernel-enforced test sizes")
+    group.addoption("--isod-target", default=os.environ.get("ISOD_TARGET"), metavar="ADDR",
+                    help="daemon address (unix:///path or host:port; env ISOD_TARGET). "
+                         "Unset: start a private embedded daemon for this run.")
+    group.addoption("--isod-workers", type=int, default=None, metavar="N",
+                    help="workers for this session (default: the daemon's, CPU count)")
+    group.addoption("--isod-default-size", default=None, choices=SIZES,
+                    help="size of tests without a size marker (default: small; ini isod_default_size)")
+    group.addoption("--isod-report", default=None, metavar="FILE",
+                    help="write a JSON report: per test its size, outcome, durations and every attempted command")
+    group.addoption("--isod-backend", default=None, choices=("auto", "seccomp", "ptrace"),
+                    help="sandbox backend of the embedded daemon")
+    group.addoption("--isod-max-worker-restart", type=int, default=None, metavar="N",
+                    help="stop the run after N worker crashes (default: 4 + workers)")
+    try:   # pytest-test-categories may have registered it already: share it
+        group.addoption("--test-categories-enforcement", dest="test_categories_enforcement", default=None,
+                        choices=ENFORCEMENTS, help="strict: fail violations; warn: warn; off: only record")
+    except ValueError:
+        pass
+    for name, help_text in (
+        ("test_categories_enforcement", "strict | warn | off (default strict under isod)"),
+        ("isod_default_size", "size of unmarked tests (default small)"),
+        ("isod_timeout_small", "time limit of small tests in seconds (default 1)"),
+        ("isod_timeout_medium", "time limit of medium tests in seconds (default 300)"),
+        ("isod_timeout_large", "time limit of large tests in seconds (default 900)"),
+        ("isod_timeout_xlarge", "time limit of xlarge tests in seconds (default 900)"),
+    ):
+        try:
+            parser.addini(name, help_text, default=None)
+        except ValueError:
+            pass
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for size in SIZES:
+        config.addinivalue_line("markers", f"{size}(timeout=None): isod test size {size}")
+    if os.environ.get("ISOD_WORKER_FD"):
+        return   # inside a worker: the daemon's worker plugin runs things there
+    if config.option.collectonly or getattr(config.option, "help", False):
+        return
+    from .dsession import Controller
+
+    enforcement = (config.getoption("test_categories_enforcement", None)
+                   or config.getini("test_categories_enforcement") or "strict").strip().lower()
+    if enforcement not in ENFORCEMENTS:
+        raise pytest.UsageError(f"test_categories_enforcement must be one of {', '.join(ENFORCEMENTS)}, "
+                                f"got {enforcement!r}")
+    default = config.getoption("isod_default_size") or config.getini("isod_default_size") or "small"
+    try:
+        default_size = Size.parse(default)
+    except ValueError as e:
+        raise pytest.UsageError(f"isod: {e}") from None
+    config.pluginmanager.register(Controller(config, enforcement, default_size), "isod-controller")

@@ -1,0 +1,146 @@
+"""Reaching a daemon: the configured one, or a private embedded `isod serve`.
+
+The session stream is opened from a background thread as soon as pytest
+starts, so the daemon (and its workers' collection) starts while the client
+collects; `RunTests` follows when the client's collection is done.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from isod.v1 import isod_pb2 as pb
+from isod.v1 import isod_pb2_grpc as pb_grpc
+
+START_TIMEOUT = 30.0
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 256 << 20),
+    ("grpc.max_send_message_length", 256 << 20),
+    ("grpc.keepalive_time_ms", 5000),
+    ("grpc.keepalive_timeout_ms", 5000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class LinkError(Exception):
+    """The daemon could not be reached or started; the message says which and why."""
+
+
+class EmbeddedDaemon:
+    """A private `isod serve` on a temporary Unix socket, for this run only."""
+
+    def __init__(self, backend: str | None, workers: int | None) -> None:
+        self.dir = tempfile.mkdtemp(prefix="isod-embedded-")
+        os.chmod(self.dir, 0o700)
+        self.target = "unix://" + os.path.join(self.dir, "isod.sock")
+        self.log_path = os.path.join(self.dir, "daemon.log")
+        argv = [sys.executable, "-m", "isod", "serve", "--listen", self.target, "--exit-with-parent", str(os.getpid())]
+        if backend:
+            argv += ["--backend", backend]
+        if workers:
+            argv += ["--workers", str(workers)]
+        env = dict(os.environ)
+        env.pop("ISOD_TARGET", None)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_healthy(channel: grpc.Channel, timeout: float, daemon: EmbeddedDaemon | None) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if daemon is not None and daemon.proc.poll() is not None:
+            raise LinkError(f"the embedded isod daemon exited with status {daemon.proc.returncode}:\n"
+                            f"{daemon.log_tail()}")
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1, wait_for_ready=True)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        except grpc.RpcError as e:
+            last = f"{e.code().name}: {e.details()}"
+        time.sleep(0.02)
+    raise LinkError(f"the isod daemon did not become healthy within {timeout:.0f} s ({last})")
+
+
+class Link:
+    """One session stream: `send` client messages, iterate `responses`."""
+
+    def __init__(self, target: str | None, token: str | None, backend: str | None, workers: int | None) -> None:
+        self.daemon = None if target else EmbeddedDaemon(backend, workers)
+        self.target = target or self.daemon.target
+        self.token = token
+        self._out: queue.SimpleQueue = queue.SimpleQueue()
+        self.channel: grpc.Channel | None = None
+        self.responses = None
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+
+    def open_async(self, open_msg: pb.SessionOpen) -> None:
+        threading.Thread(target=self._open, args=(open_msg,), name="isod-link", daemon=True).start()
+
+    def _open(self, open_msg: pb.SessionOpen) -> None:
+        try:
+            self.channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            wait_healthy(self.channel, START_TIMEOUT, self.daemon)
+            metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
+            self._out.put(pb.ClientMessage(open=open_msg))
+            self.responses = pb_grpc.IsodStub(self.channel).Session(self._requests(), metadata=metadata)
+        except BaseException as e:   # reported by wait_open in the main thread
+            self.error = e
+        finally:
+            self._ready.set()
+
+    def wait_open(self) -> None:
+        self._ready.wait()
+        if self.error is not None:
+            raise self.error
+
+    def _requests(self):
+        while True:
+            msg = self._out.get()
+            if msg is None:
+                return
+            yield msg
+
+    def send(self, msg: pb.ClientMessage) -> None:
+        self._out.put(msg)
+
+    def close(self) -> None:
+        self._out.put(None)
+        if self.responses is not None:
+            self.responses.cancel()
+        if self.channel is not None:
+            self.channel.close()
+        if self.daemon is not None:
+            self.daemon.stop()

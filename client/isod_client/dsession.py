@@ -1,0 +1,202 @@
+"""The client's controller: replaces pytest's run loop with the daemon's.
+
+Like pytest-xdist's DSession: the client collects, sends the node ids, and
+feeds each result's phase reports into pytest's own hooks (logstart,
+logreport, logfinish), so terminal output, -v, -rA, -x/--maxfail, --lf,
+--junitxml and --durations behave as in plain pytest. A small test with a
+recorded spawn attempt gets the TC003 verdict here (strict) or a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+
+import grpc
+import pytest
+from _pytest.reports import TestReport
+
+from isod.policy import Size
+from isod.v1 import isod_pb2 as pb
+
+from . import tc003
+from .daemon_link import Link, LinkError
+from .report_file import ReportFile
+from .sizes import item_size, item_timeout, limits
+from .worker_args import worker_args
+
+SIZE_TO_PB = {Size.SMALL: pb.SMALL, Size.MEDIUM: pb.MEDIUM, Size.LARGE: pb.LARGE, Size.XLARGE: pb.XLARGE}
+ENFORCEMENT_TO_PB = {"strict": pb.STRICT, "warn": pb.WARN, "off": pb.OFF}
+
+
+class IsodViolationWarning(pytest.PytestWarning):
+    """A small test tried to create a process (enforcement: warn)."""
+
+
+class Controller:
+    def __init__(self, config: pytest.Config, enforcement: str, default_size: Size) -> None:
+        self.config = config
+        self.enforcement = enforcement
+        self.default_size = default_size
+        self.limits = limits(config)
+        self.sizes: dict[str, tuple[Size, float]] = {}
+        self.violators: list[tuple[str, list[str]]] = []
+        self.report = ReportFile(config.getoption("isod_report"))
+        self.link = Link(config.getoption("isod_target"), os.environ.get("ISOD_TOKEN"),
+                         config.getoption("isod_backend"), config.getoption("isod_workers"))
+
+    # --- start early: the daemon and its workers warm up while we collect ---
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly:
+            return
+        opts = self.config.option
+        self.link.open_async(pb.SessionOpen(
+            python=sys.executable, cwd=str(self.config.invocation_params.dir), env=dict(os.environ),
+            pytest_args=worker_args(self.config), workers=opts.isod_workers or 0,
+            enforcement=ENFORCEMENT_TO_PB[self.enforcement],
+            max_worker_restart=opts.isod_max_worker_restart or 0))
+
+    def pytest_collection_modifyitems(self, session, config, items) -> None:
+        unmarked = 0
+        for item in items:
+            size, marked = item_size(item, self.default_size)
+            unmarked += not marked
+            self.sizes[item.nodeid] = (size, item_timeout(item, size, self.limits))
+        if unmarked:
+            warnings.warn(pytest.PytestWarning(
+                f"isod: {unmarked} test(s) have no size marker and run as "
+                f"{self.default_size.value} (--isod-default-size)"))
+
+    # --- the run loop -------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(
+                f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} during collection")
+        if session.config.option.collectonly:
+            return True
+        try:
+            self.link.wait_open()
+        except (LinkError, grpc.RpcError) as e:
+            raise pytest.UsageError(f"isod: cannot reach the daemon at {self.link.target}: {_rpc_text(e)}") from None
+        items = {item.nodeid: item for item in session.items}
+        self.link.send(pb.ClientMessage(run=pb.RunTests(items=[
+            pb.TestItem(nodeid=nid, size=SIZE_TO_PB[self.sizes[nid][0]], timeout_s=self.sizes[nid][1])
+            for nid in items])))
+        self.link.send(pb.ClientMessage(finish=pb.Finish()))
+        stopped = False
+        error = ""
+        try:
+            for msg in self.link.responses:
+                kind = msg.WhichOneof("kind")
+                if kind == "result":
+                    self._result(items, msg.result)
+                    if not stopped and (session.shouldfail or session.shouldstop):
+                        stopped = True
+                        self.link.send(pb.ClientMessage(stop=pb.Stop(reason=str(session.shouldfail or
+                                                                                 session.shouldstop))))
+                elif kind == "output":
+                    stream = sys.stderr if msg.output.stderr else sys.stdout
+                    stream.write(msg.output.data.decode(errors="replace"))
+                    stream.flush()
+                elif kind == "end":
+                    error = msg.end.error
+                    break
+            else:
+                error = "the daemon closed the session without ending it"
+        except grpc.RpcError as e:
+            error = f"lost the daemon at {self.link.target}: {_rpc_text(e)}"
+            if self.link.daemon is not None and self.link.daemon.proc.poll() is not None:
+                error += f" (embedded daemon exited with status {self.link.daemon.proc.returncode})"
+        if error:
+            self._fail_session(session, error)
+        return True
+
+    def _fail_session(self, session: pytest.Session, error: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_line(f"isod: {error}", red=True, bold=True)
+        session.shouldfail = f"isod: {error.splitlines()[0]}"
+        raise session.Failed(f"isod: {error}")
+
+    def _result(self, items: dict, res: pb.TestResult) -> None:
+        item = items.get(res.nodeid)
+        if item is None:
+            return
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        reports = [self.config.hook.pytest_report_from_serializable(config=self.config,
+                                                                   data=json.loads(r.report_json))
+                   for r in res.reports]
+        if res.HasField("interruption"):
+            reports = self._interrupted(item, reports, res.interruption)
+        lines = tc003.attempt_lines(res) if res.size == pb.SMALL else []
+        if lines:
+            self.violators.append((res.nodeid, lines))
+            if self.enforcement == "strict":
+                reports = self._fail_with(item, reports, tc003.first_phase(res), tc003.message(res))
+            elif self.enforcement == "warn":
+                self._warn(item, tc003.message(res))
+        for rep in reports:
+            ihook.pytest_runtest_logreport(report=rep)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        self.report.add(res, self.sizes.get(res.nodeid, (self.default_size, 0))[0], reports)
+
+    def _interrupted(self, item, reports: list, intr: pb.Interruption) -> list:
+        """Complete the reports of a test the daemon ended: a failed phase saying why."""
+        done = {r.when for r in reports}
+        when = "setup" if "setup" not in done else ("call" if "call" not in done else "teardown")
+        out = list(reports) + [_report(item, when, "failed", intr.message, intr.elapsed_s)]
+        if when == "call":
+            out.append(_report(item, "teardown", "passed", None, 0.0))
+        return out
+
+    def _fail_with(self, item, reports: list, phase: str, text: str) -> list:
+        by_when = {r.when: r for r in reports}
+        target = by_when.get(phase) or by_when.get("call") or (reports[-1] if reports else None)
+        if target is None:
+            return [_report(item, "call", "failed", text, 0.0)]
+        if target.failed and target.longrepr is not None:
+            text = f"{text}\n\n{target.longreprtext}"
+        target.outcome = "failed"
+        target.longrepr = text
+        if hasattr(target, "wasxfail"):
+            del target.wasxfail
+        return reports
+
+    def _warn(self, item, text: str) -> None:
+        msg = warnings.WarningMessage(IsodViolationWarning(text), IsodViolationWarning,
+                                      item.location[0], (item.location[1] or 0) + 1)
+        item.ihook.pytest_warning_recorded.call_historic(kwargs=dict(
+            warning_message=msg, when="runtest", nodeid=item.nodeid, location=None))
+
+    # --- end of run ------------------------------------------------------------
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.violators:
+            return
+        verb = {"strict": "failed", "warn": "warned", "off": "recorded"}[self.enforcement]
+        terminalreporter.section("isod: small tests that tried to create processes", sep="-", yellow=True)
+        for nodeid, lines in self.violators:
+            terminalreporter.write_line(f"{nodeid} ({verb})")
+            for line in lines[:5]:
+                terminalreporter.write_line(f"    {line}")
+            if len(lines) > 5:
+                terminalreporter.write_line(f"    ... and {len(lines) - 5} more")
+
+    def pytest_sessionfinish(self, session) -> None:
+        self.report.write()
+        self.link.close()
+
+
+def _report(item, when: str, outcome: str, longrepr, duration: float) -> TestReport:
+    return TestReport(item.nodeid, item.location, {k: 1 for k in item.keywords}, outcome, longrepr, when,
+                      sections=[], duration=duration, start=0.0, stop=duration)
+
+
+def _rpc_text(e: BaseException) -> str:
+    if isinstance(e, grpc.RpcError) and hasattr(e, "code"):
+        return f"{e.code().name}: {e.details()}"
+    return str(e)

@@ -1,0 +1,94 @@
+"""Verdicts from the daemon's record, and the TC003 block that reports them.
+
+The verdict never depends on an exception reaching pytest (os.system returns
+32512 when denied; a test may swallow PermissionError): a small test fails if
+the kernel recorded any process-creation attempt while it ran. The command
+shown is the exec's own argv, or for a denied fork/vfork/clone (which has no
+command yet) the Python-level intent recorded just before it on that thread.
+"""
+
+from __future__ import annotations
+
+import shlex
+import textwrap
+
+from isod.policy import is_violation
+from isod.v1 import isod_pb2 as pb
+
+RULE = "=" * 70
+WHY = ("Small tests should run in a single process without spawning subprocesses. "
+       "Subprocess spawning introduces non-determinism from external process behavior, "
+       "I/O overhead from process creation, and timing variability that causes flaky tests.")
+FIXES = (
+    "Mock the process execution layer (e.g. mocker.patch of subprocess.run)",
+    "Use dependency injection to provide a fake command executor",
+    "Test the logic that prepares the command, not the spawn itself",
+    "Change test category to @pytest.mark.medium (if subprocess is required)",
+)
+_LABEL = {"clone": "clone (fork)", "clone3": "clone3 (fork)", "vfork": "vfork", "fork": "fork"}
+
+
+def violations(result: pb.TestResult) -> list[pb.SpawnEvent]:
+    return [e for e in result.events if is_violation(e.syscall)]
+
+
+def _intent_for(ev: pb.SpawnEvent, intents) -> pb.Intent | None:
+    best = None
+    for it in intents:
+        if it.tid == ev.tid and it.offset_s <= ev.offset_s + 0.005:
+            best = it
+    return best
+
+
+def attempt_lines(result: pb.TestResult) -> list[str]:
+    """One line per distinct attempt, in order: 'Attempted execve: ls -la'."""
+    lines: list[str] = []
+    for ev in violations(result):
+        if ev.syscall in ("execve", "execveat"):
+            cmd = shlex.join(ev.argv) if ev.argv else ev.path
+            line = f"Attempted {ev.syscall}: {cmd}"
+            if ev.argv and ev.path and ev.path != ev.argv[0]:
+                line += f"   [{ev.path}]"
+        elif ev.syscall in _LABEL:
+            intent = _intent_for(ev, result.intents)
+            if intent is not None and intent.argv:
+                line = f"Attempted {intent.event}: {shlex.join(intent.argv)}"
+            elif intent is not None:
+                line = f"Attempted {intent.event}"
+            else:
+                line = f"Attempted {_LABEL[ev.syscall]} from pid {ev.pid} (no command: blocked before any exec)"
+        else:
+            line = f"Attempted {ev.syscall}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def where(result: pb.TestResult) -> str:
+    vs = violations(result)
+    if not vs:
+        return ""
+    first = vs[0]
+    denied = sum(1 for e in vs if e.decision == "deny")
+    return (f"  ({len(vs)} trapped call(s), {denied} denied in the kernel; first in {first.phase or 'test'} "
+            f"at +{first.offset_s * 1000:.1f} ms, pid {first.pid}, parent {first.ppid})")
+
+
+def message(result: pb.TestResult) -> str:
+    body = [RULE, "[TC003] Subprocess Spawn Violation", RULE, f"Test: {result.nodeid}", "Category: SMALL", "",
+            "What happened:"]
+    body += [f"  {line}" for line in attempt_lines(result)]
+    detail = where(result)
+    if detail:
+        body.append(detail)
+    body += ["", "Why it matters:"]
+    body += textwrap.wrap(WHY, 72, initial_indent="  ", subsequent_indent="  ")
+    body += ["", "To fix this (choose one):"]
+    body += [f"  • {fix}" for fix in FIXES]
+    body += ["", "Enforced in the kernel by isod (seccomp); see `isod trace --size small -- CMD`.", RULE]
+    return "\n".join(body)
+
+
+def first_phase(result: pb.TestResult) -> str:
+    vs = violations(result)
+    return (vs[0].phase or "call") if vs else "call"

@@ -1,0 +1,137 @@
+"""The gRPC service: validates what clients send and bridges streams to Sessions."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+import grpc
+
+from .. import __version__
+from ..sandbox import SandboxError
+from ..v1 import isod_pb2 as pb
+from ..v1 import isod_pb2_grpc as pb_grpc
+from .session import Session
+
+MAX_ITEMS = 1_000_000
+MAX_NODEID = 65536
+
+
+class Reject(Exception):
+    """A request the daemon will not serve; becomes a gRPC status for the client."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def validate_open(msg: pb.ClientMessage) -> pb.SessionOpen:
+    if msg is None:
+        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, "the session stream ended before `open`")
+    if msg.WhichOneof("kind") != "open":
+        raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"the first message of a session must be `open`, got `{msg.WhichOneof('kind')}`")
+    o = msg.open
+    if not o.python or not os.path.isabs(o.python):
+        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.python must be an absolute path, got {o.python!r}")
+    if not os.access(o.python, os.X_OK) or os.path.isdir(o.python):
+        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.python {o.python!r} is not an executable file")
+    if not o.cwd or not os.path.isdir(o.cwd):
+        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.cwd {o.cwd!r} is not a directory")
+    if o.workers > 256:
+        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.workers={o.workers} is more than 256")
+    return o
+
+
+def validate_run(run: pb.RunTests) -> None:
+    if len(run.items) > MAX_ITEMS:
+        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"{len(run.items)} tests is more than {MAX_ITEMS}")
+    seen = set()
+    for it in run.items:
+        if not it.nodeid or len(it.nodeid) > MAX_NODEID:
+            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"bad node id {it.nodeid[:80]!r}")
+        if it.size not in (pb.SMALL, pb.MEDIUM, pb.LARGE, pb.XLARGE):
+            raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"test {it.nodeid!r} has an unknown size ({it.size}); known: small, medium, large, xlarge")
+        if it.timeout_s < 0 or it.timeout_s != it.timeout_s:
+            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"test {it.nodeid!r} has a bad timeout {it.timeout_s}")
+        if it.nodeid in seen:
+            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"test {it.nodeid!r} is listed twice")
+        seen.add(it.nodeid)
+
+
+class IsodService(pb_grpc.IsodServicer):
+    def __init__(self, backend, log, default_workers: int, listen: str, features: dict[str, bool]) -> None:
+        self.backend = backend
+        self.log = log
+        self.default_workers = default_workers
+        self.listen = listen
+        self.features = features
+        self.accepting = True
+        self.sessions: dict[str, Session] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def Session(self, request_iterator, context):
+        if not self.accepting:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "isod is shutting down; no new sessions")
+        try:
+            opened = validate_open(next(request_iterator, None))
+        except Reject as r:
+            self.log(f"rejected a session: {r}")
+            context.abort(r.code, str(r))
+        sid = f"s{next(self._ids)}"
+        session = Session(sid, opened, self.backend, self.log, self.default_workers)
+        with self._lock:
+            self.sessions[sid] = session
+        context.add_callback(session.abort)      # the client went away: kill its workers
+        self.log(f"session {sid} start: {session.nworkers} workers, cwd {opened.cwd}, python {opened.python}")
+        try:
+            try:
+                session.start()
+            except (SandboxError, OSError) as e:
+                session.abort()
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot start workers: {e}")
+            threading.Thread(target=self._read_client, args=(request_iterator, session),
+                             name=f"isod-{sid}-client", daemon=True).start()
+            while True:
+                msg = session.out.get()
+                if msg is None:
+                    return
+                if isinstance(msg, Reject):
+                    context.abort(msg.code, str(msg))
+                yield msg
+        finally:
+            session.abort()
+            with self._lock:
+                self.sessions.pop(sid, None)
+
+    def _read_client(self, request_iterator, session: Session) -> None:
+        try:
+            for msg in request_iterator:
+                kind = msg.WhichOneof("kind")
+                if kind == "run":
+                    validate_run(msg.run)
+                    session.run(msg.run)
+                elif kind == "stop":
+                    session.stop(msg.stop.reason)
+                elif kind == "finish":
+                    pass   # the tests were all sent with `run`
+                else:
+                    raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"unexpected `{kind}` message mid-session")
+        except Reject as r:
+            self.log(f"session {session.sid} rejected: {r}")
+            session.out.put(r)     # ahead of the end that abort() queues
+            session.abort()
+        except Exception:
+            session.abort()   # the stream broke: the client is gone
+
+    def Status(self, request, context):
+        with self._lock:
+            sessions = list(self.sessions.values())
+        return pb.StatusReply(
+            version=__version__, backend=self.backend.name,
+            backend_reason=getattr(self.backend, "reason", ""), kernel_features=self.features,
+            sessions=len(sessions), workers=sum(len(s.workers) for s in sessions), pid=os.getpid(),
+            listen=self.listen)

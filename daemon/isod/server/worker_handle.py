@@ -1,0 +1,273 @@
+"""The daemon's handle on one sandboxed pytest worker.
+
+It starts the worker through the sandbox, reads the worker's channel (from its
+own thread, and from the supervisor right before each trap decision, so a
+``started`` already written is applied before the spawn that follows it is
+judged), switches the sandbox rule at test boundaries, cuts the recorded
+events per test and phase, enforces the time limit, and turns a dead or
+replaced worker into a failed result. It knows nothing of gRPC: results go to
+the session through ``on_result`` / ``on_exit``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import channel, policy
+from ..sandbox import Box
+from ..v1 import isod_pb2 as pb
+from .convert import SIZE_FROM_PB, event_to_pb
+
+WORKER_PLUGIN = "isod.worker.plugin"
+
+
+@dataclass
+class Running:
+    """The test a worker is in, and what it has produced so far."""
+
+    item: pb.TestItem
+    t0: float
+    reports: list[pb.PhaseReport] = field(default_factory=list)
+    events: list[pb.SpawnEvent] = field(default_factory=list)
+    phase: str = "setup"
+    t0_ns: int = 0
+
+
+class WorkerHandle:
+    def __init__(self, name: str, backend, open_msg: pb.SessionOpen, *,
+                 on_collected: Callable[["WorkerHandle", pb.Collected], None],
+                 on_result: Callable[["WorkerHandle", pb.TestResult], None],
+                 on_output: Callable[["WorkerHandle", bytes, bool], None],
+                 on_exit: Callable[["WorkerHandle"], None]) -> None:
+        self.name = name
+        self.on_collected, self.on_result, self.on_output, self.on_exit = on_collected, on_result, on_output, on_exit
+        self.assigned: list[pb.TestItem] = []     # sent, not finished (the running one first)
+        self.finish_sent = False
+        self.running: Running | None = None
+        self.exited = False
+        self.collected = False      # it sent its collection
+        self.timed_out = False      # the daemon killed it for a time limit
+        self.crashed = False        # it died mid-test or before being told to finish
+        self.exit_status: int | None = None
+        self._lock = threading.RLock()
+        daemon_end, worker_end = channel.pair()
+        self.chan = channel.Channel(daemon_end)
+        env = dict(open_msg.env)
+        env["ISOD_WORKER_FD"] = str(worker_end.fileno())
+        env["ISOD_WORKER_ID"] = name
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = [open_msg.python, "-m", "pytest", "-p", WORKER_PLUGIN, *open_msg.pytest_args]
+        try:
+            self.box: Box = backend.spawn(
+                argv, cwd=open_msg.cwd or None, env=env, pass_fds=(worker_end.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        finally:
+            worker_end.close()
+        self.pid = self.box.pid
+        self.box.before_decision = self.pump
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._read_loop, name=f"isod-{name}", daemon=True)
+        self._thread.start()
+
+    # --- commands ---------------------------------------------------------
+    def send_item(self, item: pb.TestItem) -> None:
+        with self._lock:
+            self.assigned.append(item)
+        self._send(pb.WorkerCommand(run=item))
+
+    def send_finish(self) -> None:
+        with self._lock:
+            if self.finish_sent:
+                return
+            self.finish_sent = True
+        self._send(pb.WorkerCommand(finish=pb.Finish()))
+
+    def _send(self, cmd: pb.WorkerCommand) -> None:
+        try:
+            self.chan.send(cmd.SerializeToString())
+        except OSError:
+            pass   # the worker is gone; the read loop reports it
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.box.kill()
+
+    # --- channel ----------------------------------------------------------
+    def pump(self) -> None:
+        """Apply every message already waiting (never blocks): the supervisor's hook."""
+        self._drain()
+
+    def _read_loop(self) -> None:
+        poller = select.poll()
+        fds = {self.chan.fileno(): "chan"}
+        for pipe, is_err in ((self.box.popen.stdout, False), (self.box.popen.stderr, True)):
+            os.set_blocking(pipe.fileno(), False)
+            fds[pipe.fileno()] = (pipe, is_err)
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        eof = False
+        while not eof:
+            timeout = self._time_left()
+            events = poller.poll(None if timeout is None else max(0, timeout) * 1000)
+            if not events and timeout is not None and self._time_left() <= 0:
+                self._timeout()
+                continue
+            for fd, mask in events:
+                what = fds.get(fd)
+                if what == "chan":
+                    if not self._drain():
+                        eof = True
+                elif what is not None:
+                    pipe, is_err = what
+                    try:
+                        data = os.read(fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if data:
+                        self.on_output(self, data, is_err)
+                    else:
+                        poller.unregister(fd)
+                        del fds[fd]
+        self._finish_after_exit()
+
+    def _drain(self) -> bool:
+        """Handle what is waiting on the channel; False once it is closed."""
+        with self._lock:
+            while True:
+                try:
+                    raw = self.chan.recv(block=False)
+                except (EOFError, OSError):
+                    return False
+                if raw is None:
+                    return True
+                self._handle(pb.WorkerEvent.FromString(raw))
+
+    # --- messages (called with the lock held) -------------------------------
+    def _handle(self, msg: pb.WorkerEvent) -> None:
+        kind = msg.WhichOneof("kind")
+        if kind == "started":
+            item = next((i for i in self.assigned if i.nodeid == msg.started.nodeid), None)
+            if item is None:   # not sent to this worker: ignore, keep the rule
+                return
+            self.box.take_events()                # spawns between tests: not this test's
+            size = SIZE_FROM_PB.get(item.size)
+            self.running = Running(item=item, t0=time.monotonic(), t0_ns=time.monotonic_ns())
+            self.box.rule = policy.rule_for(size)
+        elif kind == "report":
+            run = self.running
+            if run is None:
+                return
+            self._cut(run)
+            run.reports.append(msg.report)
+            run.phase = {"setup": "call", "call": "teardown"}.get(msg.report.when, "teardown")
+        elif kind == "finished":
+            run = self.running
+            if run is None or run.item.nodeid != msg.finished.nodeid:
+                return
+            self._cut(run)
+            self.running = None
+            self.assigned = [i for i in self.assigned if i.nodeid != run.item.nodeid]
+            if self.finish_sent and not self.assigned:
+                self.box.rule = policy.IDLE
+            self.on_result(self, pb.TestResult(
+                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
+                intents=msg.finished.intents, worker=self.name))
+        elif kind == "collected":
+            self.collected = True
+            self.on_collected(self, msg.collected)
+
+    def _cut(self, run: Running) -> None:
+        for ev in self.box.take_events():
+            run.events.append(event_to_pb(ev, run.phase, (ev.t_ns - run.t0_ns) / 1e9))
+
+    # --- time limits and deaths -----------------------------------------
+    def _time_left(self) -> float | None:
+        run = self.running
+        if run is None or run.item.timeout_s <= 0:
+            return None
+        return run.t0 + run.item.timeout_s - time.monotonic()
+
+    def _timeout(self) -> None:
+        with self._lock:
+            run = self.running
+            if run is None:
+                return
+            elapsed = time.monotonic() - run.t0
+            self.timed_out = True
+            self._cut(run)
+            self.running = None
+            self.assigned = [i for i in self.assigned if i.nodeid != run.item.nodeid]
+            size = SIZE_FROM_PB.get(run.item.size)
+            msg = (f"[TC006] Timeout: {run.item.nodeid} ({size.value if size else 'unsized'}) ran "
+                   f"{elapsed:.2f} s, past its limit of {run.item.timeout_s:g} s; isod killed its worker")
+            self.on_result(self, pb.TestResult(
+                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
+                worker=self.name, interruption=pb.Interruption(
+                    kind=pb.Interruption.TIMEOUT, message=msg, limit_s=run.item.timeout_s, elapsed_s=elapsed)))
+        self.kill()
+
+    def _finish_after_exit(self) -> None:
+        try:
+            status = self.box.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            # the channel closed but the process lives: it exec'd over the worker
+            self.kill()
+            status = self.box.popen.wait()
+        self.exit_status = status
+        with self._lock:
+            self.exited = True
+            run = self.running
+            self.running = None
+            self.crashed = run is not None or not self.finish_sent or self.timed_out
+            if run is not None:
+                self._cut(run)
+                self.assigned = [i for i in self.assigned if i.nodeid != run.item.nodeid]
+                self.on_result(self, self._crash_result(run, status))
+        self.chan.close()
+        for pipe in (self.box.popen.stdout, self.box.popen.stderr):
+            pipe.close()
+        self.box.released.wait(5)
+        self.on_exit(self)
+
+    def _crash_result(self, run: Running, status: int) -> pb.TestResult:
+        elapsed = time.monotonic() - run.t0
+        own_execs = [e for e in run.events if e.syscall in ("execve", "execveat") and e.pid == self.pid
+                     and e.decision == "allow"]
+        if own_execs:
+            kind = pb.Interruption.WORKER_REPLACED
+            msg = (f"{run.item.nodeid} replaced the worker process with exec: "
+                   f"{' '.join(own_execs[-1].argv) or own_execs[-1].path}; a fresh worker takes over")
+        else:
+            kind = pb.Interruption.WORKER_CRASHED
+            how = f"signal {-status} ({_signame(-status)})" if status < 0 else f"exit code {status}"
+            msg = f"worker '{self.name}' crashed while running {run.item.nodeid}: {how}"
+        return pb.TestResult(
+            nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
+            worker=self.name, interruption=pb.Interruption(
+                kind=kind, message=msg, elapsed_s=elapsed,
+                exit_code=status if status >= 0 else 0, signal=-status if status < 0 else 0))
+
+    def unfinished(self) -> list[pb.TestItem]:
+        """Items sent to this worker that it never started (to hand to another)."""
+        with self._lock:
+            return list(self.assigned)
+
+
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return "?"
+

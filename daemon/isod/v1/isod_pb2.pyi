@@ -1,0 +1,314 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Size(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIZE_UNSPECIFIED: _ClassVar[Size]
+    SMALL: _ClassVar[Size]
+    MEDIUM: _ClassVar[Size]
+    LARGE: _ClassVar[Size]
+    XLARGE: _ClassVar[Size]
+
+class Enforcement(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENFORCEMENT_UNSPECIFIED: _ClassVar[Enforcement]
+    STRICT: _ClassVar[Enforcement]
+    WARN: _ClassVar[Enforcement]
+    OFF: _ClassVar[Enforcement]
+SIZE_UNSPECIFIED: Size
+SMALL: Size
+MEDIUM: Size
+LARGE: Size
+XLARGE: Size
+ENFORCEMENT_UNSPECIFIED: Enforcement
+STRICT: Enforcement
+WARN: Enforcement
+OFF: Enforcement
+
+class ClientMessage(_message.Message):
+    __slots__ = ("open", "run", "finish", "stop")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    FINISH_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    open: SessionOpen
+    run: RunTests
+    finish: Finish
+    stop: Stop
+    def __init__(self, open: _Optional[_Union[SessionOpen, _Mapping]] = ..., run: _Optional[_Union[RunTests, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., stop: _Optional[_Union[Stop, _Mapping]] = ...) -> None: ...
+
+class SessionOpen(_message.Message):
+    __slots__ = ("python", "cwd", "env", "pytest_args", "workers", "enforcement", "max_worker_restart")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PYTHON_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    PYTEST_ARGS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKER_RESTART_FIELD_NUMBER: _ClassVar[int]
+    python: str
+    cwd: str
+    env: _containers.ScalarMap[str, str]
+    pytest_args: _containers.RepeatedScalarFieldContainer[str]
+    workers: int
+    enforcement: Enforcement
+    max_worker_restart: int
+    def __init__(self, python: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., pytest_args: _Optional[_Iterable[str]] = ..., workers: _Optional[int] = ..., enforcement: _Optional[_Union[Enforcement, str]] = ..., max_worker_restart: _Optional[int] = ...) -> None: ...
+
+class TestItem(_message.Message):
+    __slots__ = ("nodeid", "size", "timeout_s")
+    NODEID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    nodeid: str
+    size: Size
+    timeout_s: float
+    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class RunTests(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[TestItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[TestItem, _Mapping]]] = ...) -> None: ...
+
+class Finish(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Stop(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class DaemonMessage(_message.Message):
+    __slots__ = ("ready", "result", "end", "output")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ready: SessionReady
+    result: TestResult
+    end: SessionEnd
+    output: WorkerOutput
+    def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., result: _Optional[_Union[TestResult, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ..., output: _Optional[_Union[WorkerOutput, _Mapping]] = ...) -> None: ...
+
+class SessionReady(_message.Message):
+    __slots__ = ("workers", "backend", "session_id")
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    workers: int
+    backend: str
+    session_id: str
+    def __init__(self, workers: _Optional[int] = ..., backend: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class TestResult(_message.Message):
+    __slots__ = ("nodeid", "size", "reports", "events", "intents", "worker", "interruption")
+    NODEID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    INTENTS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTION_FIELD_NUMBER: _ClassVar[int]
+    nodeid: str
+    size: Size
+    reports: _containers.RepeatedCompositeFieldContainer[PhaseReport]
+    events: _containers.RepeatedCompositeFieldContainer[SpawnEvent]
+    intents: _containers.RepeatedCompositeFieldContainer[Intent]
+    worker: str
+    interruption: Interruption
+    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., worker: _Optional[str] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ...) -> None: ...
+
+class PhaseReport(_message.Message):
+    __slots__ = ("when", "report_json")
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    when: str
+    report_json: bytes
+    def __init__(self, when: _Optional[str] = ..., report_json: _Optional[bytes] = ...) -> None: ...
+
+class SpawnEvent(_message.Message):
+    __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s")
+    T_NS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    TID_FIELD_NUMBER: _ClassVar[int]
+    PPID_FIELD_NUMBER: _ClassVar[int]
+    SYSCALL_FIELD_NUMBER: _ClassVar[int]
+    ABI_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_NS_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    CLONE_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    ARGV_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_S_FIELD_NUMBER: _ClassVar[int]
+    t_ns: int
+    pid: int
+    tid: int
+    ppid: int
+    syscall: str
+    abi: str
+    decision: str
+    latency_ns: int
+    path: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    cwd: str
+    clone_flags: int
+    argv_complete: bool
+    phase: str
+    offset_s: float
+    def __init__(self, t_ns: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., ppid: _Optional[int] = ..., syscall: _Optional[str] = ..., abi: _Optional[str] = ..., decision: _Optional[str] = ..., latency_ns: _Optional[int] = ..., path: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., clone_flags: _Optional[int] = ..., argv_complete: _Optional[bool] = ..., phase: _Optional[str] = ..., offset_s: _Optional[float] = ...) -> None: ...
+
+class Intent(_message.Message):
+    __slots__ = ("event", "argv", "tid", "offset_s")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    TID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_S_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    tid: int
+    offset_s: float
+    def __init__(self, event: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., tid: _Optional[int] = ..., offset_s: _Optional[float] = ...) -> None: ...
+
+class Interruption(_message.Message):
+    __slots__ = ("kind", "message", "limit_s", "elapsed_s", "exit_code", "signal")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[Interruption.Kind]
+        TIMEOUT: _ClassVar[Interruption.Kind]
+        WORKER_CRASHED: _ClassVar[Interruption.Kind]
+        WORKER_REPLACED: _ClassVar[Interruption.Kind]
+        NOT_RUN: _ClassVar[Interruption.Kind]
+    KIND_UNSPECIFIED: Interruption.Kind
+    TIMEOUT: Interruption.Kind
+    WORKER_CRASHED: Interruption.Kind
+    WORKER_REPLACED: Interruption.Kind
+    NOT_RUN: Interruption.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_S_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    kind: Interruption.Kind
+    message: str
+    limit_s: float
+    elapsed_s: float
+    exit_code: int
+    signal: int
+    def __init__(self, kind: _Optional[_Union[Interruption.Kind, str]] = ..., message: _Optional[str] = ..., limit_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ...) -> None: ...
+
+class WorkerOutput(_message.Message):
+    __slots__ = ("worker", "data", "stderr")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    data: bytes
+    stderr: bool
+    def __init__(self, worker: _Optional[str] = ..., data: _Optional[bytes] = ..., stderr: _Optional[bool] = ...) -> None: ...
+
+class SessionEnd(_message.Message):
+    __slots__ = ("tests", "workers_started", "worker_crashes", "error", "wall_s")
+    TESTS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_STARTED_FIELD_NUMBER: _ClassVar[int]
+    WORKER_CRASHES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    WALL_S_FIELD_NUMBER: _ClassVar[int]
+    tests: int
+    workers_started: int
+    worker_crashes: int
+    error: str
+    wall_s: float
+    def __init__(self, tests: _Optional[int] = ..., workers_started: _Optional[int] = ..., worker_crashes: _Optional[int] = ..., error: _Optional[str] = ..., wall_s: _Optional[float] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusReply(_message.Message):
+    __slots__ = ("version", "backend", "backend_reason", "kernel_features", "sessions", "workers", "pid", "listen")
+    class KernelFeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bool
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bool] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_REASON_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    backend: str
+    backend_reason: str
+    kernel_features: _containers.ScalarMap[str, bool]
+    sessions: int
+    workers: int
+    pid: int
+    listen: str
+    def __init__(self, version: _Optional[str] = ..., backend: _Optional[str] = ..., backend_reason: _Optional[str] = ..., kernel_features: _Optional[_Mapping[str, bool]] = ..., sessions: _Optional[int] = ..., workers: _Optional[int] = ..., pid: _Optional[int] = ..., listen: _Optional[str] = ...) -> None: ...
+
+class WorkerCommand(_message.Message):
+    __slots__ = ("run", "finish")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    FINISH_FIELD_NUMBER: _ClassVar[int]
+    run: TestItem
+    finish: Finish
+    def __init__(self, run: _Optional[_Union[TestItem, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ...) -> None: ...
+
+class WorkerEvent(_message.Message):
+    __slots__ = ("collected", "started", "report", "finished")
+    COLLECTED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    collected: Collected
+    started: TestStarted
+    report: PhaseReport
+    finished: TestFinished
+    def __init__(self, collected: _Optional[_Union[Collected, _Mapping]] = ..., started: _Optional[_Union[TestStarted, _Mapping]] = ..., report: _Optional[_Union[PhaseReport, _Mapping]] = ..., finished: _Optional[_Union[TestFinished, _Mapping]] = ...) -> None: ...
+
+class Collected(_message.Message):
+    __slots__ = ("nodeids", "errors")
+    NODEIDS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    nodeids: _containers.RepeatedScalarFieldContainer[str]
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodeids: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TestStarted(_message.Message):
+    __slots__ = ("nodeid",)
+    NODEID_FIELD_NUMBER: _ClassVar[int]
+    nodeid: str
+    def __init__(self, nodeid: _Optional[str] = ...) -> None: ...
+
+class TestFinished(_message.Message):
+    __slots__ = ("nodeid", "intents")
+    NODEID_FIELD_NUMBER: _ClassVar[int]
+    INTENTS_FIELD_NUMBER: _ClassVar[int]
+    nodeid: str
+    intents: _containers.RepeatedCompositeFieldContainer[Intent]
+    def __init__(self, nodeid: _Optional[str] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The worker: runs inside the sandbox, in the client's interpreter (see plugin.py)."""

@@ -1,0 +1,152 @@
+"""The worker side: a pytest plugin loaded into each sandboxed worker process.
+
+The daemon starts ``python -m pytest -p isod.worker.plugin <client args>`` in
+the client's interpreter, cwd and environment, with ISOD_WORKER_FD naming the
+inherited channel. The worker collects, sends the node ids, then runs what it
+is sent one item at a time — pipelined like pytest-xdist, so that each item
+runs with its real ``nextitem`` and module/session fixtures are torn down where
+pytest would tear them down — streaming each phase's report as it ends.
+
+Order on the channel matters: ``started`` goes out before setup and each
+report before the next phase begins, so that the daemon (which drains this
+channel before deciding any trapped call) always judges a spawn by the test
+and phase that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import deque
+
+import pytest
+
+from isod import channel
+from isod.v1 import isod_pb2 as pb
+
+ENV_FD = "ISOD_WORKER_FD"
+
+# sys.audit events that name a command about to be run (what a denied vfork
+# cannot tell the daemon by itself).
+_AUDITED = {
+    "subprocess.Popen": lambda a: [os.fsdecode(x) for x in (a[1] if isinstance(a[1], (list, tuple)) else [a[1]])],
+    "os.system": lambda a: ["sh", "-c", os.fsdecode(a[0])],
+    "os.posix_spawn": lambda a: [os.fsdecode(x) for x in a[1]],
+    "os.exec": lambda a: [os.fsdecode(x) for x in a[1]],
+    "os.spawn": lambda a: [os.fsdecode(x) for x in a[2]],
+    "os.fork": lambda a: [],
+    "os.forkpty": lambda a: [],
+    "pty.spawn": lambda a: [os.fsdecode(x) for x in (a[0] if isinstance(a[0], (list, tuple)) else [a[0]])],
+}
+
+
+class Intents:
+    """Collects the audited intents of the running test (from any thread)."""
+
+    def __init__(self) -> None:
+        self.items: list[pb.Intent] = []
+        self.t0 = time.monotonic()
+        self.active = False
+
+    def start(self) -> None:
+        self.items = []
+        self.t0 = time.monotonic()
+        self.active = True
+
+    def take(self) -> list[pb.Intent]:
+        self.active = False
+        out, self.items = self.items, []
+        return out
+
+    def hook(self, event: str, args: tuple) -> None:
+        if event in _AUDITED and self.active:
+            try:
+                argv = _AUDITED[event](args)
+            except Exception:
+                argv = [repr(args)[:500]]
+            self.items.append(pb.Intent(event=event, argv=argv, tid=threading.get_native_id(),
+                                        offset_s=time.monotonic() - self.t0))
+
+
+class WorkerPlugin:
+    def __init__(self, config: pytest.Config, chan: channel.Channel) -> None:
+        self.config = config
+        self.chan = chan
+        self.intents = Intents()
+        sys.addaudithook(self.intents.hook)
+
+    def send(self, **kind) -> None:
+        self.chan.send(pb.WorkerEvent(**kind).SerializeToString())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        errors = [f"{r.nodeid}: {r.longreprtext}" for r in getattr(self, "_collect_errors", [])]
+        self.send(collected=pb.Collected(nodeids=[i.nodeid for i in session.items], errors=errors))
+
+    def pytest_collectreport(self, report) -> None:
+        if report.failed:
+            self.__dict__.setdefault("_collect_errors", []).append(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        by_id = {item.nodeid: item for item in session.items}
+        pending: deque = deque()
+        finished = False
+        while True:
+            while not finished and len(pending) < 2:
+                raw = self.chan.recv()
+                cmd = pb.WorkerCommand.FromString(raw)
+                if cmd.HasField("finish"):
+                    finished = True
+                else:
+                    pending.append(by_id[cmd.run.nodeid])
+            if not pending:
+                return True
+            item = pending.popleft()
+            nextitem = pending[0] if pending else None
+            self.run(item, nextitem)
+
+    def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        self.send(started=pb.TestStarted(nodeid=item.nodeid))
+        self.intents.start()
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        self.send(finished=pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take()))
+
+    def pytest_runtest_logreport(self, report) -> None:
+        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+        payload = json.dumps(data, default=repr).encode()
+        self.send(report=pb.PhaseReport(when=report.when, report_json=payload))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    fd = os.environ.get(ENV_FD)
+    if fd is None:
+        return
+    chan = channel.from_fd(int(fd))
+    # a test that execs (or spawns, when its size allows) must not inherit it
+    os.set_inheritable(chan.fileno(), False)
+    # the client prints the session; the worker's own terminal output is noise
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        config.pluginmanager.unregister(reporter)
+    config.pluginmanager.register(WorkerPlugin(config, chan), "isod-worker")
+    _watch_daemon(chan)
+
+
+def _watch_daemon(chan: channel.Channel) -> None:
+    """Exit at once if the daemon goes away, even mid-test (no orphans)."""
+    import select
+
+    def watch() -> None:
+        p = select.poll()
+        p.register(chan.fileno(), select.POLLRDHUP | select.POLLHUP)
+        while True:
+            for _fd, ev in p.poll():
+                if ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    os._exit(70)
+
+    threading.Thread(target=watch, name="isod-daemon-watch", daemon=True).start()
