@@ -65,9 +65,9 @@ class Controller:
             unmarked += not marked
             self.sizes[item.nodeid] = (size, item_timeout(item, size, self.limits))
         if unmarked:
-            warnings.warn(pytest.PytestWarning(
+            warnings.warn_explicit(pytest.PytestWarning(
                 f"isod: {unmarked} test(s) have no size marker and run as "
-                f"{self.default_size.value} (--isod-default-size)"))
+                f"{self.default_size.value} (--isod-default-size)"), None, str(config.rootpath), 0)
 
     # --- the run loop -------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -137,7 +137,7 @@ class Controller:
         if lines:
             self.violators.append((res.nodeid, lines))
             if self.enforcement == "strict":
-                reports = self._fail_with(item, reports, tc003.first_phase(res), tc003.message(res))
+                reports = self._fail_with(item, reports, res)
             elif self.enforcement == "warn":
                 self._warn(item, tc003.message(res))
         for rep in reports:
@@ -154,15 +154,16 @@ class Controller:
             out.append(_report(item, "teardown", "passed", None, 0.0))
         return out
 
-    def _fail_with(self, item, reports: list, phase: str, text: str) -> list:
+    def _fail_with(self, item, reports: list, res: pb.TestResult) -> list:
+        """Fail the phase where the first attempt happened (a fixture's spawn fails setup)."""
         by_when = {r.when: r for r in reports}
+        phase = tc003.first_phase(res)
         target = by_when.get(phase) or by_when.get("call") or (reports[-1] if reports else None)
         if target is None:
-            return [_report(item, "call", "failed", text, 0.0)]
-        if target.failed and target.longrepr is not None:
-            text = f"{text}\n\n{target.longreprtext}"
+            return [_report(item, "call", "failed", tc003.longrepr(res, item.location), 0.0)]
+        previous = target.longreprtext if target.failed and target.longrepr is not None else None
         target.outcome = "failed"
-        target.longrepr = text
+        target.longrepr = tc003.longrepr(res, item.location, previous)
         if hasattr(target, "wasxfail"):
             del target.wasxfail
         return reports

@@ -12,6 +12,8 @@ from __future__ import annotations
 import shlex
 import textwrap
 
+from _pytest._code.code import ReprFileLocation, TerminalRepr
+
 from isod.policy import is_violation
 from isod.v1 import isod_pb2 as pb
 
@@ -25,7 +27,8 @@ FIXES = (
     "Test the logic that prepares the command, not the spawn itself",
     "Change test category to @pytest.mark.medium (if subprocess is required)",
 )
-_LABEL = {"clone": "clone (fork)", "clone3": "clone3 (fork)", "vfork": "vfork", "fork": "fork"}
+# clone3 and the clone libc retries with are one attempt: one label
+_LABEL = {"clone": "clone (fork)", "clone3": "clone (fork)", "vfork": "vfork", "fork": "fork"}
 
 
 def violations(result: pb.TestResult) -> list[pb.SpawnEvent]:
@@ -35,7 +38,7 @@ def violations(result: pb.TestResult) -> list[pb.SpawnEvent]:
 def _intent_for(ev: pb.SpawnEvent, intents) -> pb.Intent | None:
     best = None
     for it in intents:
-        if it.tid == ev.tid and it.offset_s <= ev.offset_s + 0.005:
+        if it.tid == ev.tid and it.offset_s <= ev.offset_s:   # the audit hook runs before the syscall
             best = it
     return best
 
@@ -51,10 +54,12 @@ def attempt_lines(result: pb.TestResult) -> list[str]:
                 line += f"   [{ev.path}]"
         elif ev.syscall in _LABEL:
             intent = _intent_for(ev, result.intents)
-            if intent is not None and intent.argv:
-                line = f"Attempted {intent.event}: {shlex.join(intent.argv)}"
-            elif intent is not None:
+            if intent is not None:
                 line = f"Attempted {intent.event}"
+                if intent.argv:
+                    line += f": {shlex.join(intent.argv)}"
+                if intent.site:
+                    line += f"   (at {intent.site})"
             else:
                 line = f"Attempted {_LABEL[ev.syscall]} from pid {ev.pid} (no command: blocked before any exec)"
         else:
@@ -92,3 +97,28 @@ def message(result: pb.TestResult) -> str:
 def first_phase(result: pb.TestResult) -> str:
     vs = violations(result)
     return (vs[0].phase or "call") if vs else "call"
+
+
+class TC003Repr(TerminalRepr):
+    """The TC003 block as a failure representation: printed whole in the
+    failure section, and summarized by its first attempt in `-r` lines."""
+
+    def __init__(self, text: str, headline: str, location: tuple) -> None:
+        self.text = text
+        self.reprcrash = ReprFileLocation(str(location[0]), (location[1] or 0) + 1, headline)
+
+    def toterminal(self, tw) -> None:
+        for line in self.text.splitlines():
+            tw.line(line, red=line.startswith("[TC003]"), bold=line.startswith("[TC003]"))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def longrepr(result: pb.TestResult, location: tuple, previous: str | None = None) -> TC003Repr:
+    text = message(result)
+    if previous:
+        text = f"{text}\n\n{previous}"
+    lines = attempt_lines(result)
+    headline = f"[TC003] {lines[0]}" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+    return TC003Repr(text, headline, location)

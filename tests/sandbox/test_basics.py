@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import MEDIUM, SMALL, run_in, run_py
+from harness.sandbox import MEDIUM, SMALL, run_in, run_py
 
 pytestmark = pytest.mark.medium   # these tests start sandboxed processes
 

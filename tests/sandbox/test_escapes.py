@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import MEDIUM, SMALL, Run, run_in, run_py
+from harness.sandbox import MEDIUM, SMALL, Run, run_in, run_py
 
 pytestmark = pytest.mark.medium   # these tests start sandboxed processes
 

@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from conftest import SMALL, run_py
+from harness.sandbox import SMALL, run_py
 from isod.sandbox.backends import BACKENDS
 
 pytestmark = pytest.mark.medium   # these tests start sandboxed processes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from typing import Callable
 
 from ..policy import IDLE, Rule
@@ -38,6 +39,11 @@ class Box:
         # daemon's worker says "test X starts" then may spawn at once): without
         # it the decision could use a stale rule.
         self.before_decision: Callable[[], None] | None = None
+        # Trapped calls answered but not yet recorded. A backend raises it
+        # right before it answers and lowers it after record(); the owner
+        # calls settle() before cutting events at a boundary the tree
+        # announced after such a call returned, so no event lands late.
+        self.inflight = 0
         self._events: list[Event] = []
         self._lock = threading.Lock()
         self.released = threading.Event()   # the supervisor let go of the tree (all tasks gone)
@@ -47,6 +53,12 @@ class Box:
             self._events.append(ev)
         if self.on_event is not None:
             self.on_event(self, ev)
+
+    def settle(self, timeout: float = 1.0) -> None:
+        """Wait until every answered call has been recorded (microseconds)."""
+        deadline = time.monotonic() + timeout
+        while self.inflight and time.monotonic() < deadline:
+            time.sleep(0.00005)
 
     def take_events(self) -> list[Event]:
         with self._lock:

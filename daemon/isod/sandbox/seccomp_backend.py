@@ -142,6 +142,7 @@ class SeccompBackend:
             # the launcher execs the command: allowed; the owner's rule holds from here
             rule = IDLE
             box.rule, box.launch_rule = box.launch_rule, None
+        box.inflight += 1      # answered from here on, recorded below (see Box.settle)
         if name == "clone3":
             decision = ENOSYS       # never CONTINUE a clone3: its flags may change after the check
             _send(fd, nid, -errno.ENOSYS, 0)
@@ -165,6 +166,7 @@ class SeccompBackend:
             except OSError:
                 pass
         box.record(ev)
+        box.inflight -= 1
 
 
 def _send(fd: int, nid: int, error: int, flags: int) -> None:

@@ -161,9 +161,11 @@ class WorkerHandle:
             item = next((i for i in self.assigned if i.nodeid == msg.started.nodeid), None)
             if item is None:   # not sent to this worker: ignore, keep the rule
                 return
+            self.box.settle()
             self.box.take_events()                # spawns between tests: not this test's
             size = SIZE_FROM_PB.get(item.size)
-            self.running = Running(item=item, t0=time.monotonic(), t0_ns=time.monotonic_ns())
+            self.running = Running(item=item, t0=msg.started.t_ns / 1e9 or time.monotonic(),
+                                   t0_ns=msg.started.t_ns or time.monotonic_ns())
             self.box.rule = policy.rule_for(size)
         elif kind == "report":
             run = self.running
@@ -189,6 +191,7 @@ class WorkerHandle:
             self.on_collected(self, msg.collected)
 
     def _cut(self, run: Running) -> None:
+        self.box.settle()
         for ev in self.box.take_events():
             run.events.append(event_to_pb(ev, run.phase, (ev.t_ns - run.t0_ns) / 1e9))
 

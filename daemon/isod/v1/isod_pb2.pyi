@@ -177,16 +177,18 @@ class SpawnEvent(_message.Message):
     def __init__(self, t_ns: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., ppid: _Optional[int] = ..., syscall: _Optional[str] = ..., abi: _Optional[str] = ..., decision: _Optional[str] = ..., latency_ns: _Optional[int] = ..., path: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., clone_flags: _Optional[int] = ..., argv_complete: _Optional[bool] = ..., phase: _Optional[str] = ..., offset_s: _Optional[float] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("event", "argv", "tid", "offset_s")
+    __slots__ = ("event", "argv", "tid", "offset_s", "site")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
     TID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_S_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
     event: str
     argv: _containers.RepeatedScalarFieldContainer[str]
     tid: int
     offset_s: float
-    def __init__(self, event: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., tid: _Optional[int] = ..., offset_s: _Optional[float] = ...) -> None: ...
+    site: str
+    def __init__(self, event: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., tid: _Optional[int] = ..., offset_s: _Optional[float] = ..., site: _Optional[str] = ...) -> None: ...
 
 class Interruption(_message.Message):
     __slots__ = ("kind", "message", "limit_s", "elapsed_s", "exit_code", "signal")
@@ -300,10 +302,12 @@ class Collected(_message.Message):
     def __init__(self, nodeids: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TestStarted(_message.Message):
-    __slots__ = ("nodeid",)
+    __slots__ = ("nodeid", "t_ns")
     NODEID_FIELD_NUMBER: _ClassVar[int]
+    T_NS_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
-    def __init__(self, nodeid: _Optional[str] = ...) -> None: ...
+    t_ns: int
+    def __init__(self, nodeid: _Optional[str] = ..., t_ns: _Optional[int] = ...) -> None: ...
 
 class TestFinished(_message.Message):
     __slots__ = ("nodeid", "intents")

@@ -43,18 +43,41 @@ _AUDITED = {
 }
 
 
+_STDLIB = os.path.dirname(os.__file__)
+
+
+def _call_site(frame) -> str:
+    """file:line of the first caller outside the stdlib and installed packages."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not name.startswith(_STDLIB) and "site-packages" not in name and not name.startswith("<"):
+            return f"{os.path.relpath(name) if name.startswith(os.getcwd()) else name}:{frame.f_lineno}"
+        frame = frame.f_back
+    return ""
+
+
+def _spawnv_args(frame) -> tuple[list[str], str]:
+    """os.spawnv and friends fork in Python (os._spawnvef): take their argv."""
+    while frame is not None:
+        if frame.f_code.co_name == "_spawnvef" and frame.f_code.co_filename in ("<frozen os>", os.__file__):
+            return [os.fsdecode(a) for a in frame.f_locals.get("args", ())], "os.spawn"
+        frame = frame.f_back
+    return [], "os.fork"
+
+
 class Intents:
     """Collects the audited intents of the running test (from any thread)."""
 
     def __init__(self) -> None:
         self.items: list[pb.Intent] = []
-        self.t0 = time.monotonic()
+        self.t0_ns = time.monotonic_ns()
         self.active = False
 
-    def start(self) -> None:
+    def start(self) -> int:
         self.items = []
-        self.t0 = time.monotonic()
+        self.t0_ns = time.monotonic_ns()
         self.active = True
+        return self.t0_ns
 
     def take(self) -> list[pb.Intent]:
         self.active = False
@@ -67,8 +90,12 @@ class Intents:
                 argv = _AUDITED[event](args)
             except Exception:
                 argv = [repr(args)[:500]]
+            frame = sys._getframe(1)
+            if event == "os.fork" and not argv:
+                argv, event = _spawnv_args(frame)
             self.items.append(pb.Intent(event=event, argv=argv, tid=threading.get_native_id(),
-                                        offset_s=time.monotonic() - self.t0))
+                                        offset_s=(time.monotonic_ns() - self.t0_ns) / 1e9,
+                                        site=_call_site(frame)))
 
 
 class WorkerPlugin:
@@ -110,8 +137,8 @@ class WorkerPlugin:
             self.run(item, nextitem)
 
     def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
-        self.send(started=pb.TestStarted(nodeid=item.nodeid))
-        self.intents.start()
+        t0_ns = self.intents.start()
+        self.send(started=pb.TestStarted(nodeid=item.nodeid, t_ns=t0_ns))
         item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
         self.send(finished=pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take()))
 
