@@ -52,6 +52,8 @@ class WorkerHandle:
         self.finish_sent = False
         self.running: Running | None = None
         self.exited = False
+        # warn/off: record everything, deny nothing (the verdict is the client's)
+        self.enforcing = open_msg.enforcement in (pb.ENFORCEMENT_UNSPECIFIED, pb.STRICT)
         self.collected = False      # it sent its collection
         self.timed_out = False      # the daemon killed it for a time limit
         self.crashed = False        # it died mid-test or before being told to finish
@@ -166,7 +168,7 @@ class WorkerHandle:
             size = SIZE_FROM_PB.get(item.size)
             self.running = Running(item=item, t0=msg.started.t_ns / 1e9 or time.monotonic(),
                                    t0_ns=msg.started.t_ns or time.monotonic_ns())
-            self.box.rule = policy.rule_for(size)
+            self.box.rule = policy.rule_for(size) if self.enforcing else policy.IDLE
         elif kind == "report":
             run = self.running
             if run is None:

@@ -1,0 +1,51 @@
+"""strict / warn / off: what fails, what warns, what is only recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.daemon import run_pytest
+
+pytestmark = pytest.mark.large
+
+SPAWNER = '''
+import os, subprocess, pytest
+
+@pytest.mark.small
+def test_spawns():
+    out = subprocess.run(["echo", "ran"], capture_output=True).stdout
+    assert out == b"ran\\n"      # only true if the spawn was allowed
+'''
+
+
+@pytest.mark.parametrize("mode", ["warn", "off"])
+def test_warn_and_off_allow_the_spawn_and_record_it(tmp_path, daemon, mode):
+    r = run_pytest(tmp_path, {"test_s.py": SPAWNER}, "-q", f"--test-categories-enforcement={mode}",
+                   target=daemon.target)
+    assert r.rc == 0, r.out
+    t = r.test("test_spawns")
+    assert t["outcome"] == "passed"
+    assert any(c["argv"] == ["echo", "ran"] and c["decision"] == "allow" for c in t["commands"])
+    if mode == "warn":
+        assert "IsodViolationWarning" in r.out and "[TC003] Subprocess Spawn Violation" in r.out
+        assert "Attempted subprocess.Popen: echo ran" in r.out
+    else:
+        assert "TC003" not in r.out
+
+
+def test_ini_enforcement_is_read(tmp_path, daemon):
+    r = run_pytest(tmp_path, {"test_s.py": SPAWNER, "pytest.ini": "[pytest]\ntest_categories_enforcement = warn\n"},
+                   "-q", target=daemon.target)
+    assert r.rc == 0 and "IsodViolationWarning" in r.out, r.out
+
+
+def test_strict_is_the_default(tmp_path, daemon):
+    r = run_pytest(tmp_path, {"test_s.py": SPAWNER}, "-q", target=daemon.target)
+    assert r.rc == 1
+    assert "[TC003] Attempted subprocess.Popen: echo ran" in r.out
+
+
+def test_bad_enforcement_is_a_usage_error(tmp_path, daemon):
+    r = run_pytest(tmp_path, {"test_s.py": SPAWNER, "pytest.ini": "[pytest]\ntest_categories_enforcement = loud\n"},
+                   "-q", target=daemon.target)
+    assert r.rc == 4 and "test_categories_enforcement must be one of strict, warn, off" in r.out
