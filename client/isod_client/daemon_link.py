@@ -23,7 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from isod.v1 import isod_pb2 as pb
 from isod.v1 import isod_pb2_grpc as pb_grpc
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 30.0      # an embedded daemon we started
+CONNECT_TIMEOUT = 10.0    # a configured one, which should be up already
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 << 20),
     ("grpc.max_send_message_length", 256 << 20),
@@ -111,8 +112,10 @@ class Link:
 
     def _open(self, open_msg: pb.SessionOpen) -> None:
         try:
+            if self.daemon is None and self.target.startswith("unix://") and not os.path.exists(self.target[7:]):
+                raise LinkError(f"no socket at {self.target[7:]} (is `isod serve` running there?)")
             self.channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
-            wait_healthy(self.channel, START_TIMEOUT, self.daemon)
+            wait_healthy(self.channel, START_TIMEOUT if self.daemon else CONNECT_TIMEOUT, self.daemon)
             metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
             self._out.put(pb.ClientMessage(open=open_msg))
             self.responses = pb_grpc.IsodStub(self.channel).Session(self._requests(), metadata=metadata)

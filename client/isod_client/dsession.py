@@ -92,6 +92,8 @@ class Controller:
             for msg in self.link.responses:
                 kind = msg.WhichOneof("kind")
                 if kind == "result":
+                    if stopped:
+                        continue   # ran in a worker before the stop reached it: plain pytest never ran it
                     self._result(items, msg.result)
                     if not stopped and (session.shouldfail or session.shouldstop):
                         stopped = True
@@ -128,8 +130,7 @@ class Controller:
             return
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        reports = [self.config.hook.pytest_report_from_serializable(config=self.config,
-                                                                   data=json.loads(r.report_json))
+        reports = [self.config.hook.pytest_report_from_serializable(config=self.config, data=_from_json(r))
                    for r in res.reports]
         if res.HasField("interruption"):
             reports = self._interrupted(item, reports, res.interruption)
@@ -190,6 +191,16 @@ class Controller:
     def pytest_sessionfinish(self, session) -> None:
         self.report.write()
         self.link.close()
+
+
+def _from_json(phase: pb.PhaseReport) -> dict:
+    """JSON has no tuples; pytest wants the skip longrepr and location as tuples."""
+    data = json.loads(phase.report_json)
+    for key in ("longrepr", "location"):
+        if isinstance(data.get(key), list):
+            data[key] = tuple(data[key])
+    data["sections"] = [tuple(s) for s in data.get("sections", ())]
+    return data
 
 
 def _report(item, when: str, outcome: str, longrepr, duration: float) -> TestReport:
