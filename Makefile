@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo proto bench lint clean
+.PHONY: install test test-all demo proto bench lint clean
 
 install: $(STAMP)
 
@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# xlarge tests (a 50 s third-party suite) run in `make test-all` only
 test: install
+	$(PY) -m pytest -q -m "not xlarge" $(PYTEST_ARGS)
+
+test-all: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: install

@@ -22,6 +22,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--isod-target", default=os.environ.get("ISOD_TARGET"), metavar="ADDR",
                     help="daemon address (unix:///path or host:port; env ISOD_TARGET). "
                          "Unset: start a private embedded daemon for this run.")
+    group.addoption("--isod-tls-ca", default=os.environ.get("ISOD_TLS_CA"), metavar="FILE",
+                    help="connect to --isod-target over TLS, trusting this PEM CA (env ISOD_TLS_CA); "
+                         "the bearer token comes from env ISOD_TOKEN")
     group.addoption("--isod-workers", type=int, default=None, metavar="N",
                     help="workers for this session (default: the daemon's, CPU count)")
     group.addoption("--isod-default-size", default=None, choices=SIZES,
@@ -70,4 +73,6 @@ def pytest_configure(config: pytest.Config) -> None:
         default_size = Size.parse(default)
     except ValueError as e:
         raise pytest.UsageError(f"isod: {e}") from None
-    config.pluginmanager.register(Controller(config, enforcement, default_size), "isod-controller")
+    controller = Controller(config, enforcement, default_size)
+    controller.link.tls_ca = config.getoption("isod_tls_ca")
+    config.pluginmanager.register(controller, "isod-controller")

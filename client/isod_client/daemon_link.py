@@ -101,6 +101,7 @@ class Link:
         self.daemon = None if target else EmbeddedDaemon(backend, workers)
         self.target = target or self.daemon.target
         self.token = token
+        self.tls_ca: str | None = None   # a PEM CA file: connect with TLS (--isod-tls-ca)
         self._out: queue.SimpleQueue = queue.SimpleQueue()
         self.channel: grpc.Channel | None = None
         self.responses = None
@@ -114,7 +115,7 @@ class Link:
         try:
             if self.daemon is None and self.target.startswith("unix://") and not os.path.exists(self.target[7:]):
                 raise LinkError(f"no socket at {self.target[7:]} (is `isod serve` running there?)")
-            self.channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            self.channel = self._channel()
             wait_healthy(self.channel, START_TIMEOUT if self.daemon else CONNECT_TIMEOUT, self.daemon)
             metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
             self._out.put(pb.ClientMessage(open=open_msg))
@@ -123,6 +124,17 @@ class Link:
             self.error = e
         finally:
             self._ready.set()
+
+    def _channel(self) -> grpc.Channel:
+        if not self.tls_ca:
+            return grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        try:
+            with open(self.tls_ca, "rb") as f:
+                ca = f.read()
+        except OSError as e:
+            raise LinkError(f"cannot read --isod-tls-ca {self.tls_ca}: {e.strerror}") from None
+        return grpc.secure_channel(self.target, grpc.ssl_channel_credentials(root_certificates=ca),
+                                   options=CHANNEL_OPTIONS)
 
     def wait_open(self) -> None:
         self._ready.wait()

@@ -82,8 +82,11 @@ class Controller:
         except (LinkError, grpc.RpcError) as e:
             raise pytest.UsageError(f"isod: cannot reach the daemon at {self.link.target}: {_rpc_text(e)}") from None
         items = {item.nodeid: item for item in session.items}
+        # only strict kills at the limit; warn reports an overrun, off ignores it
+        kill_at_limit = self.enforcement == "strict"
         self.link.send(pb.ClientMessage(run=pb.RunTests(items=[
-            pb.TestItem(nodeid=nid, size=SIZE_TO_PB[self.sizes[nid][0]], timeout_s=self.sizes[nid][1])
+            pb.TestItem(nodeid=nid, size=SIZE_TO_PB[self.sizes[nid][0]],
+                        timeout_s=self.sizes[nid][1] if kill_at_limit else 0.0)
             for nid in items])))
         self.link.send(pb.ClientMessage(finish=pb.Finish()))
         stopped = False
@@ -141,6 +144,12 @@ class Controller:
                 reports = self._fail_with(item, reports, res)
             elif self.enforcement == "warn":
                 self._warn(item, tc003.message(res))
+        if self.enforcement == "warn":
+            size, limit = self.sizes.get(res.nodeid, (self.default_size, 0.0))
+            took = sum(r.duration for r in reports)
+            if limit and took > limit:
+                self._warn(item, f"[TC006] {res.nodeid} ({size.value}) took {took:.2f} s, "
+                                 f"past its limit of {limit:g} s")
         for rep in reports:
             ihook.pytest_runtest_logreport(report=rep)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

@@ -21,7 +21,7 @@ _SHORT_WITH_VALUE = set("kmpcoWn")
 
 ISOD_OPTIONS = {
     "--isod-target": True, "--isod-workers": True, "--isod-default-size": True, "--isod-report": True,
-    "--isod-backend": True, "--isod-max-worker-restart": True,
+    "--isod-backend": True, "--isod-max-worker-restart": True, "--isod-tls-ca": True,
 }
 
 
