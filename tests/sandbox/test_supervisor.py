@@ -24,10 +24,11 @@ pytestmark = pytest.mark.medium   # these tests start sandboxed processes
 DEADLINE = 10.0   # seconds; every step below normally takes milliseconds
 
 
-def _child_code(go: str) -> str:
+def _child_code(go: str, prelude: str = "") -> str:
     """Says ready, waits for GO to exist, then tries a trapped call (os.fork)."""
     return (
         "import os, time\n"
+        + prelude +
         "print('ready', os.getpid(), flush=True)\n"
         f"while not os.path.exists({go!r}):\n"
         "    time.sleep(0.005)\n"
@@ -75,6 +76,22 @@ class Traced:
         assert word == "ready"
         self.child = int(pid)
 
+    def stop_supervisor(self) -> None:
+        """SIGSTOP the supervisor and wait until every thread of it has stopped:
+        kill() returns before that, and a thread still running could answer."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        end = time.monotonic() + DEADLINE
+        while not all(state == "T" for state in _thread_states(self.proc.pid)):
+            assert time.monotonic() < end, "the supervisor did not stop"
+            time.sleep(0.002)
+
+    def wait_child_in(self, nr: int) -> None:
+        """Until the child sits in syscall nr (held there by the stopped supervisor)."""
+        end = time.monotonic() + DEADLINE
+        while not _in_syscall(self.child, nr):
+            assert time.monotonic() < end, f"the child never reached syscall {nr}: {_where(self)}"
+            time.sleep(0.002)
+
     def kill_supervisor(self) -> None:
         self.proc.kill()
         self.proc.wait(DEADLINE)
@@ -90,12 +107,49 @@ class Traced:
         self.proc.stdout.close()
 
 
+def _thread_states(pid: int) -> list[str]:
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rpartition(")")[2].split()[0])
+        except OSError:
+            pass
+    return states
+
+
 def _in_syscall(pid: int, nr: int) -> bool:
     try:
         with open(f"/proc/{pid}/syscall") as f:
             return f.read().split()[0] == str(nr)
     except (OSError, IndexError):
         return False
+
+
+def _where(t: Traced) -> str:
+    """Where the child is, for a failure message."""
+    out = []
+    for name in ("syscall", "stat", "wchan"):
+        try:
+            with open(f"/proc/{t.child}/{name}") as f:
+                out.append(f"{name}: {f.read().strip()}")
+        except OSError as e:
+            out.append(f"{name}: {e}")
+    fd = t.proc.stdout.fileno()
+    if select.select([fd], [], [], 0)[0]:
+        out.append(f"stdout: {os.read(fd, 4096)!r}")
+    return "; ".join(out)
+
+
+def _assert_failed_closed(t: Traced, backend_name: str) -> None:
+    """The fork did not happen and the child did not hang (readline fails on a hang)."""
+    line = t.readline()
+    if backend_name == "seccomp":
+        assert line.split()[:2] == ["errno", str(errno.ENOSYS)], line   # pitfall 5: ENOSYS, promptly
+    else:
+        # ptrace: PTRACE_O_EXITKILL, the tracer's death SIGKILLs the tree; ENOSYS would do too
+        assert line == "" or line.split()[:2] == ["errno", str(errno.ENOSYS)], line
+    assert t.readline() == ""                                        # and then it is gone
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -106,8 +160,7 @@ def test_supervisor_death_makes_the_next_trapped_call_fail_with_enosys(tmp_path,
         t.wait_ready()
         t.kill_supervisor()
         go.touch()
-        assert t.readline().split()[:2] == ["errno", str(errno.ENOSYS)]   # fails closed, promptly
-        assert t.readline() == ""                                         # and then exits
+        _assert_failed_closed(t, backend_name)
     finally:
         t.cleanup()
 
@@ -119,16 +172,41 @@ def test_supervisor_death_releases_a_call_it_was_holding_with_enosys(tmp_path, b
     t = Traced(backend_name, _child_code(str(go)))
     try:
         t.wait_ready()
-        os.kill(t.proc.pid, signal.SIGSTOP)
+        t.stop_supervisor()
         go.touch()
-        end = time.monotonic() + DEADLINE
-        while not _in_syscall(t.child, 56):        # clone: the child is held in it
-            assert time.monotonic() < end, "the child never reached its trapped clone"
-            time.sleep(0.005)
+        t.wait_child_in(56)                      # clone: held there, not yet received
         time.sleep(0.05)
         t.kill_supervisor()
-        assert t.readline().split()[:2] == ["errno", str(errno.ENOSYS)]
-        assert t.readline() == ""
+        _assert_failed_closed(t, backend_name)
+    finally:
+        t.cleanup()
+
+
+_CLONE_INTERRUPTED = (
+    "a signal that arrives while a trapped fork waits for the supervisor to receive it "
+    "makes fork fail with EINTR (the kernel returns -ERESTARTSYS for an unreceived user "
+    "notification; a native fork always restarts), and the attempt is never recorded: design "
+    "pitfall 8. WAIT_KILLABLE_RECV only covers calls the supervisor has received. Seen for real "
+    "under load: dash's `true | true` failing with 'Cannot fork' on a SIGCHLD."
+)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_a_signal_while_the_call_waits_does_not_fail_the_fork(request, tmp_path, backend_name):
+    if backend_name == "seccomp":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=_CLONE_INTERRUPTED))
+    go = tmp_path / "go"
+    # a Python handler is installed without SA_RESTART, as dash's SIGCHLD one is
+    t = Traced(backend_name, _child_code(str(go), "import signal\nsignal.signal(signal.SIGUSR1, lambda *a: None)\n"))
+    try:
+        t.wait_ready()
+        t.stop_supervisor()
+        go.touch()
+        t.wait_child_in(56)
+        os.kill(t.child, signal.SIGUSR1)
+        time.sleep(0.05)
+        os.kill(t.proc.pid, signal.SIGCONT)
+        assert t.readline().split()[0] == "forked"     # as natively: the fork restarts, then is answered
     finally:
         t.cleanup()
 
