@@ -30,7 +30,7 @@ proto: install
 	$(PY) -m grpc_tools.protoc -I proto --python_out=daemon --pyi_out=daemon --grpc_python_out=daemon proto/isod/v1/isod.proto
 
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m ruff check daemon client tests bench

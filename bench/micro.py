@@ -1,0 +1,70 @@
+"""Per-test costs of isod's report path, measured in-process on real pytest reports.
+
+For one passing test, the worker turns 3 phase reports into JSON and sends 5
+channel messages (started, 3 reports, finished), the daemon parses those 5
+messages and builds one TestResult for gRPC, and the client parses the 3 JSON
+reports back into TestReports. Each step here is timed alone (best of a few
+repetitions of a loop), so the sum is a floor for isod's per-test overhead
+before any scheduling, context switch or gRPC transport cost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from _pytest.reports import TestReport
+
+
+def _best(fn, n: int, reps: int = 5) -> float:
+    """Seconds per call of fn, best of reps loops of n calls."""
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t) / n)
+    return best
+
+
+def measure(n: int = 2000) -> list[tuple[str, float]]:
+    """(step, µs per test) rows."""
+    from isod.v1 import isod_pb2 as pb
+
+    reports = [TestReport("tests/test_m000.py::test_000", ("tests/test_m000.py", 2, "test_000"),
+                          {"test_000": 1, "small": 1, "test_m000.py": 1, "a": 1}, "passed", None, when,
+                          sections=[], duration=1e-5, start=1.0, stop=1.00001, user_properties=[])
+               for when in ("setup", "call", "teardown")]
+
+    def to_json():
+        return [json.dumps({**r._to_json(), "$report_type": "TestReport"}, default=repr).encode() for r in reports]
+
+    payloads = to_json()
+
+    def events():
+        msgs = [pb.WorkerEvent(started=pb.TestStarted(nodeid=reports[0].nodeid, t_ns=1))]
+        msgs += [pb.WorkerEvent(report=pb.PhaseReport(when=r.when, report_json=p)) for r, p in zip(reports, payloads)]
+        msgs.append(pb.WorkerEvent(finished=pb.TestFinished(nodeid=reports[0].nodeid)))
+        return [m.SerializeToString() for m in msgs]
+
+    raw = events()
+
+    def daemon_side():
+        parsed = [pb.WorkerEvent.FromString(r) for r in raw]
+        res = pb.TestResult(nodeid=reports[0].nodeid, size=pb.SMALL,
+                            reports=[m.report for m in parsed if m.WhichOneof("kind") == "report"], worker="w1")
+        return pb.DaemonMessage(result=res).SerializeToString()
+
+    wire = daemon_side()
+
+    def client_side():
+        msg = pb.DaemonMessage.FromString(wire)
+        return [TestReport._from_json(json.loads(r.report_json)) for r in msg.result.reports]
+
+    us = 1e6
+    return [
+        ("worker: 3 reports -> JSON (`_to_json` + `json.dumps`)", _best(to_json, n) * us),
+        ("worker: 5 WorkerEvent messages -> bytes", _best(events, n) * us - _best(lambda: None, n) * us),
+        ("daemon: parse 5 messages, build + serialize the TestResult", _best(daemon_side, n) * us),
+        ("client: parse the result, 3 JSON -> TestReport", _best(client_side, n) * us),
+    ]
