@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import pickle
 import platform
 import shutil
 import statistics
@@ -114,6 +115,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--commit", metavar="REV",
                     help="benchmark isod as committed at REV (git archive into a temp dir, first on PYTHONPATH) "
                          "instead of the working tree")
+    ap.add_argument("--rerender", type=Path, metavar="PICKLE",
+                    help="only write results.md/.png again from a saved run (bench/out/last-run.pickle)")
     ap.add_argument("--out", type=Path, help="where results.md/.png go (default bench/, --quick: bench/out/)")
     args = ap.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 5)
@@ -128,6 +131,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.rerender:
+        return rerender(args.rerender, args.out if "--out" in argv else None)
     if not args.no_install and Path(sys.prefix).resolve() != BENCH_VENV.resolve():
         py = ensure_venv()
         os.execv(str(py), [str(py), str(Path(__file__).resolve()), *argv])
@@ -202,25 +207,44 @@ def main(argv: list[str]) -> int:
         if snapshot is not None:
             shutil.rmtree(snapshot, ignore_errors=True)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    md = render(args, env_info, suites, results, probe, na, extra, profile, trace, spin_n,
-                daemon.startup_s if daemon else None, time.monotonic() - t_start)
-    (args.out / "results.md").write_text(md)
-    print(f"\nwrote {args.out / 'results.md'}")
-    if not args.no_chart:
+    state = {"args": args, "env_info": env_info, "suites": suites, "results": results, "probe": probe, "na": na,
+             "extra": extra, "profile": profile, "trace": trace, "spin_n": spin_n,
+             "daemon_start": daemon.startup_s if daemon else None, "elapsed": time.monotonic() - t_start}
+    (HERE / "out").mkdir(exist_ok=True)
+    with open(HERE / "out" / "last-run.pickle", "wb") as f:
+        pickle.dump(state, f)
+    write_outputs(state, args.out, args.no_chart)
+    if failures:
+        print("\nFAILED RUNS:\n" + "\n\n".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def rerender(path: Path, out: Path | None) -> int:
+    """results.md/.png again from a saved run (e.g. after editing bench/findings.md)."""
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    write_outputs(state, out or state["args"].out, state["args"].no_chart)
+    return 0
+
+
+def write_outputs(state: dict, out: Path, no_chart: bool) -> None:
+    args, suites, results, trace = state["args"], state["suites"], state["results"], state["trace"]
+    out.mkdir(parents=True, exist_ok=True)
+    md = render(args, state["env_info"], suites, results, state["probe"], state["na"], state["extra"],
+                state["profile"], trace, state["spin_n"], state["daemon_start"], state["elapsed"])
+    (out / "results.md").write_text(md)
+    print(f"\nwrote {out / 'results.md'}")
+    if not no_chart:
         from chart import draw
         panels = [(suites[k].title, [(r.label, ratio(r.median, plain_of(results[k], "median")),
                                       ratio(r.min, plain_of(results[k], "min"))) for r in results[k]])
                   for k in args.suite_list]
         tr = [(name, rt) for name, _loop, _start, rt, _net in trace["ratios"]] if trace else None
-        if draw(args.out / "results.png", panels, tr):
-            print(f"wrote {args.out / 'results.png'}")
+        if draw(out / "results.png", panels, tr):
+            print(f"wrote {out / 'results.png'}")
         else:
             print("no chart: matplotlib is not installed here (it is in bench/.venv)")
-    if failures:
-        print("\nFAILED RUNS:\n" + "\n\n".join(failures), file=sys.stderr)
-        return 1
-    return 0
 
 
 def plain_of(rows: list[Row], attr: str) -> float | None:
