@@ -31,6 +31,11 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 5000),
     ("grpc.keepalive_timeout_ms", 5000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # the embedded daemon's socket appears ~0.3 s after we start it: retry
+    # quickly instead of gRPC's default 1 s backoff
+    ("grpc.initial_reconnect_backoff_ms", 20),
+    ("grpc.min_reconnect_backoff_ms", 20),
+    ("grpc.max_reconnect_backoff_ms", 200),
 ]
 
 
@@ -63,9 +68,11 @@ class EmbeddedDaemon:
         except OSError:
             return ""
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
+        """SIGTERM (its workers get the grace period), or SIGKILL when the
+        session already ended and no worker is left to look after."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -151,11 +158,11 @@ class Link:
     def send(self, msg: pb.ClientMessage) -> None:
         self._out.put(msg)
 
-    def close(self) -> None:
+    def close(self, session_ended: bool = False) -> None:
         self._out.put(None)
         if self.responses is not None:
             self.responses.cancel()
         if self.channel is not None:
             self.channel.close()
         if self.daemon is not None:
-            self.daemon.stop()
+            self.daemon.stop(graceful=not session_ended)

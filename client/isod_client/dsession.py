@@ -43,6 +43,7 @@ class Controller:
         self.limits = limits(config)
         self.sizes: dict[str, tuple[Size, float]] = {}
         self.violators: list[tuple[str, list[str]]] = []
+        self.ended = False      # the daemon said the session is over (its workers are gone)
         self.report = ReportFile(config.getoption("isod_report"))
         self.link = Link(config.getoption("isod_target"), os.environ.get("ISOD_TOKEN"),
                          config.getoption("isod_backend"), config.getoption("isod_workers"))
@@ -94,20 +95,22 @@ class Controller:
         try:
             for msg in self.link.responses:
                 kind = msg.WhichOneof("kind")
-                if kind == "result":
-                    if stopped:
-                        continue   # ran in a worker before the stop reached it: plain pytest never ran it
-                    self._result(items, msg.result)
-                    if not stopped and (session.shouldfail or session.shouldstop):
-                        stopped = True
-                        self.link.send(pb.ClientMessage(stop=pb.Stop(reason=str(session.shouldfail or
-                                                                                 session.shouldstop))))
+                if kind in ("result", "results"):
+                    for res in ([msg.result] if kind == "result" else msg.results.results):
+                        if stopped:
+                            break   # ran in a worker before the stop reached it: plain pytest never ran it
+                        self._result(items, res)
+                        if session.shouldfail or session.shouldstop:
+                            stopped = True
+                            self.link.send(pb.ClientMessage(stop=pb.Stop(reason=str(session.shouldfail or
+                                                                                     session.shouldstop))))
                 elif kind == "output":
                     stream = sys.stderr if msg.output.stderr else sys.stdout
                     stream.write(msg.output.data.decode(errors="replace"))
                     stream.flush()
                 elif kind == "end":
                     error = msg.end.error
+                    self.ended = True
                     break
             else:
                 error = "the daemon closed the session without ending it"
@@ -199,7 +202,7 @@ class Controller:
 
     def pytest_sessionfinish(self, session) -> None:
         self.report.write()
-        self.link.close()
+        self.link.close(session_ended=self.ended)
 
 
 def _from_json(phase: pb.PhaseReport) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import threading
 
 import grpc
@@ -61,6 +62,34 @@ def validate_run(run: pb.RunTests) -> None:
         seen.add(it.nodeid)
 
 
+BATCH = 256
+
+
+def batched(out: queue.SimpleQueue):
+    """Yield what the session queued, folding results that are ready together
+    into one message: one gRPC message per test costs more than the test."""
+    pending = None
+    while True:
+        msg = pending if pending is not None else out.get()
+        pending = None
+        if msg is None:
+            return
+        if isinstance(msg, pb.DaemonMessage) and msg.WhichOneof("kind") == "result":
+            batch = [msg.result]
+            while len(batch) < BATCH:
+                try:
+                    nxt = out.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(nxt, pb.DaemonMessage) and nxt.WhichOneof("kind") == "result":
+                    batch.append(nxt.result)
+                else:
+                    pending = nxt
+                    break
+            msg = pb.DaemonMessage(results=pb.TestResults(results=batch))
+        yield msg
+
+
 class IsodService(pb_grpc.IsodServicer):
     def __init__(self, backend, log, default_workers: int, listen: str, features: dict[str, bool]) -> None:
         self.backend = backend
@@ -95,10 +124,7 @@ class IsodService(pb_grpc.IsodServicer):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot start workers: {e}")
             threading.Thread(target=self._read_client, args=(request_iterator, session),
                              name=f"isod-{sid}-client", daemon=True).start()
-            while True:
-                msg = session.out.get()
-                if msg is None:
-                    return
+            for msg in batched(session.out):
                 if isinstance(msg, Reject):
                     context.abort(msg.code, str(msg))
                 yield msg

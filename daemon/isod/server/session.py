@@ -1,8 +1,9 @@
 """One pytest run on the daemon: its workers, its queue of tests, its results.
 
-Scheduling is pytest-xdist's `load`: one shared queue, each worker holding at
-most two items (the one running and the next, so it runs with its real
-``nextitem``); when the queue is empty a worker is told to finish. A crashed
+Scheduling is pytest-xdist's `load`: one shared queue; each worker holds at
+least two items (the one running and the next, so it runs with its real
+``nextitem``) and up to MAX_IN_FLIGHT while the queue is long, so it never
+waits for the daemon; when the queue is empty a worker is told to finish. A crashed
 worker's unstarted item goes back to the front of the queue and a fresh worker
 takes over, up to ``max_worker_restart`` crashes. Everything the client must
 see goes into ``out`` (a queue the gRPC handler drains); ``None`` ends it.
@@ -20,6 +21,7 @@ from ..v1 import isod_pb2 as pb
 from .worker_handle import WorkerHandle
 
 STDERR_TAIL = 4096
+MAX_IN_FLIGHT = 32
 
 
 class Session:
@@ -117,7 +119,10 @@ class Session:
     def _dispatch(self, w: WorkerHandle) -> None:
         if w.name not in self.ready or w.exited:
             return
-        while len(w.assigned) < 2 and self.todo and not self.stopped:
+        # Keep enough in flight that the worker never waits for us (a round
+        # trip per test idles it), but leave the tail of the queue to share.
+        depth = max(2, min(MAX_IN_FLIGHT, len(self.todo) // (2 * max(1, len(self.ready)))))
+        while len(w.assigned) < depth and self.todo and not self.stopped:
             w.send_item(self.todo.popleft())
         if not self.todo:
             w.send_finish()

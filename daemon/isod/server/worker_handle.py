@@ -26,6 +26,7 @@ from ..v1 import isod_pb2 as pb
 from .convert import SIZE_FROM_PB, event_to_pb
 
 WORKER_PLUGIN = "isod.worker.plugin"
+READ_BATCH_DELAY = 0.0005
 
 
 @dataclass
@@ -131,6 +132,10 @@ class WorkerHandle:
                 if what == "chan":
                     if not self._drain():
                         eof = True
+                    else:
+                        # let a few messages gather: a wake-up per message costs more than
+                        # the message (trap decisions pump the channel themselves)
+                        time.sleep(READ_BATCH_DELAY)
                 elif what is not None:
                     pipe, is_err = what
                     try:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12isod/v1/isod.proto\x12\x07isod.v1\"\xa1\x01\n\rClientMessage\x12$\n\x04open\x18\x01 \x01(\x0b\x32\x14.isod.v1.SessionOpenH\x00\x12 \n\x03run\x18\x02 \x01(\x0b\x32\x11.isod.v1.RunTestsH\x00\x12!\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x0f.isod.v1.FinishH\x00\x12\x1d\n\x04stop\x18\x04 \x01(\x0b\x32\r.isod.v1.StopH\x00\x42\x06\n\x04kind\"\xef\x01\n\x0bSessionOpen\x12\x0e\n\x06python\x18\x01 \x01(\t\x12\x0b\n\x03\x63wd\x18\x02 \x01(\t\x12*\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1d.isod.v1.SessionOpen.EnvEntry\x12\x13\n\x0bpytest_args\x18\x04 \x03(\t\x12\x0f\n\x07workers\x18\x05 \x01(\r\x12)\n\x0b\x65nforcement\x18\x06 \x01(\x0e\x32\x14.isod.v1.Enforcement\x12\x1a\n\x12max_worker_restart\x18\x07 \x01(\r\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x08TestItem\x12\x0e\n\x06nodeid\x18\x01 \x01(\t\x12\x1b\n\x04size\x18\x02 \x01(\x0e\x32\r.isod.v1.Size\x12\x11\n\ttimeout_s\x18\x03 \x01(\x01\",\n\x08RunTests\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.isod.v1.TestItem\"\x08\n\x06\x46inish\"\x16\n\x04Stop\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xb3\x01\n\rDaemonMessage\x12&\n\x05ready\x18\x01 \x01(\x0b\x32\x15.isod.v1.SessionReadyH\x00\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.isod.v1.TestResultH\x00\x12\"\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x13.isod.v1.SessionEndH\x00\x12\'\n\x06output\x18\x04 \x01(\x0b\x32\x15.isod.v1.WorkerOutputH\x00\x42\x06\n\x04kind\"D\n\x0cSessionReady\x12\x0f\n\x07workers\x18\x01 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"\xe4\x01\n\nTestResult\x12\x0e\n\x06nodeid\x18\x01 \x01(\t\x12\x1b\n\x04size\x18\x02 \x01(\x0e\x32\r.isod.v1.Size\x12%\n\x07reports\x18\x03 \x03(\x0b\x32\x14.isod.v1.PhaseReport\x12#\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x13.isod.v1.SpawnEvent\x12 \n\x07intents\x18\x05 \x03(\x0b\x32\x0f.isod.v1.Intent\x12\x0e\n\x06worker\x18\x06 \x01(\t\x12+\n\x0cinterruption\x18\x07 \x01(\x0b\x32\x15.isod.v1.Interruption\"0\n\x0bPhaseReport\x12\x0c\n\x04when\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\x0c\"\xfc\x01\n\nSpawnEvent\x12\x0c\n\x04t_ns\x18\x01 \x01(\x03\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x0b\n\x03tid\x18\x03 \x01(\x05\x12\x0c\n\x04ppid\x18\x04 \x01(\x05\x12\x0f\n\x07syscall\x18\x05 \x01(\t\x12\x0b\n\x03\x61\x62i\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x07 \x01(\t\x12\x12\n\nlatency_ns\x18\x08 \x01(\x03\x12\x0c\n\x04path\x18\t \x01(\t\x12\x0c\n\x04\x61rgv\x18\n \x03(\t\x12\x0b\n\x03\x63wd\x18\x0b \x01(\t\x12\x13\n\x0b\x63lone_flags\x18\x0c \x01(\x04\x12\x15\n\rargv_complete\x18\r \x01(\x08\x12\r\n\x05phase\x18\x0e \x01(\t\x12\x10\n\x08offset_s\x18\x0f \x01(\x01\"R\n\x06Intent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x0b\n\x03tid\x18\x03 \x01(\x05\x12\x10\n\x08offset_s\x18\x04 \x01(\x01\x12\x0c\n\x04site\x18\x05 \x01(\t\"\xf1\x01\n\x0cInterruption\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.isod.v1.Interruption.Kind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07limit_s\x18\x03 \x01(\x01\x12\x11\n\telapsed_s\x18\x04 \x01(\x01\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x0e\n\x06signal\x18\x06 \x01(\x05\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07TIMEOUT\x10\x01\x12\x12\n\x0eWORKER_CRASHED\x10\x02\x12\x13\n\x0fWORKER_REPLACED\x10\x03\x12\x0b\n\x07NOT_RUN\x10\x04\"<\n\x0cWorkerOutput\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06stderr\x18\x03 \x01(\x08\"k\n\nSessionEnd\x12\r\n\x05tests\x18\x01 \x01(\r\x12\x17\n\x0fworkers_started\x18\x02 \x01(\r\x12\x16\n\x0eworker_crashes\x18\x03 \x01(\r\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0e\n\x06wall_s\x18\x05 \x01(\x01\"\x0f\n\rStatusRequest\"\x81\x02\n\x0bStatusReply\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x16\n\x0e\x62\x61\x63kend_reason\x18\x03 \x01(\t\x12\x41\n\x0fkernel_features\x18\x04 \x03(\x0b\x32(.isod.v1.StatusReply.KernelFeaturesEntry\x12\x10\n\x08sessions\x18\x05 \x01(\r\x12\x0f\n\x07workers\x18\x06 \x01(\r\x12\x0b\n\x03pid\x18\x07 \x01(\x05\x12\x0e\n\x06listen\x18\x08 \x01(\t\x1a\x35\n\x13KernelFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x08:\x02\x38\x01\"\\\n\rWorkerCommand\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x11.isod.v1.TestItemH\x00\x12!\n\x06\x66inish\x18\x02 \x01(\x0b\x32\x0f.isod.v1.FinishH\x00\x42\x06\n\x04kind\"\xba\x01\n\x0bWorkerEvent\x12\'\n\tcollected\x18\x01 \x01(\x0b\x32\x12.isod.v1.CollectedH\x00\x12\'\n\x07started\x18\x02 \x01(\x0b\x32\x14.isod.v1.TestStartedH\x00\x12&\n\x06report\x18\x03 \x01(\x0b\x32\x14.isod.v1.PhaseReportH\x00\x12)\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x15.isod.v1.TestFinishedH\x00\x42\x06\n\x04kind\",\n\tCollected\x12\x0f\n\x07nodeids\x18\x01 \x03(\t\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"+\n\x0bTestStarted\x12\x0e\n\x06nodeid\x18\x01 \x01(\t\x12\x0c\n\x04t_ns\x18\x02 \x01(\x03\"@\n\x0cTestFinished\x12\x0e\n\x06nodeid\x18\x01 \x01(\t\x12 \n\x07intents\x18\x02 \x03(\x0b\x32\x0f.isod.v1.Intent*J\n\x04Size\x12\x14\n\x10SIZE_UNSPECIFIED\x10\x00\x12\t\n\x05SMALL\x10\x01\x12\n\n\x06MEDIUM\x10\x02\x12\t\n\x05LARGE\x10\x03\x12\n\n\x06XLARGE\x10\x04*I\n\x0b\x45nforcement\x12\x1b\n\x17\x45NFORCEMENT_UNSPECIFIED\x10\x00\x12\n\n\x06STRICT\x10\x01\x12\x08\n\x04WARN\x10\x02\x12\x07\n\x03OFF\x10\x03\x32}\n\x04Isod\x12=\n\x07Session\x12\x16.isod.v1.ClientMessage\x1a\x16.isod.v1.DaemonMessage(\x01\x30\x01\x12\x36\n\x06Status\x12\x16.isod.v1.StatusRequest\x1a\x14.isod.v1.StatusReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12isod/v1/isod.proto\x12\x07isod.v1\"\xa1\x01\n\rClientMessage\x12$\n\x04open\x18\x01 \x01(\x0b\x32\x14.isod.v1.SessionOpenH\x00\x12 \n\x03run\x18\x02 \x01(\x0b\x32\x11.isod.v1.RunTestsH\x00\x12!\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x0f.isod.v1.FinishH\x00\x12\x1d\n\x04stop\x18\x04 \x01(\x0b\x32\r.isod.v1.StopH\x00\x42\x06\n\x04kind\"\xef\x01\n\x0bSessionOpen\x12\x0e\n\x06python\x18\x01 \x01(\t\x12\x0b\n\x03\x63wd\x18\x02 \x01(\t\x12*\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1d.isod.v1.SessionOpen.EnvEntry\x12\x13\n\x0bpytest_args\x18\x04 \x03(\t\x12\x0f\n\x07workers\x18\x05 \x01(\r\x12)\n\x0b\x65nforcement\x18\x06 \x01(\x0e\x32\x14.isod.v1.Enforcement\x12\x1a\n\x12max_worker_restart\x18\x07 \x01(\r\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x08TestItem\x12\x0e\n\x06nodeid\x18\x01 \x01(\t\x12\x1b\n\x04size\x18\x02 \x01(\x0e\x32\r.isod.v1.Size\x12\x11\n\ttimeout_s\x18\x03 \x01(\x01\",\n\x08RunTests\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.isod.v1.TestItem\"\x08\n\x06\x46inish\"\x16\n\x04Stop\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xdc\x01\n\rDaemonMessage\x12&\n\x05ready\x18\x01 \x01(\x0b\x32\x15.isod.v1.SessionReadyH\x00\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.isod.v1.TestResultH\x00\x12\"\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x13.isod.v1.SessionEndH\x00\x12\'\n\x06output\x18\x04 \x01(\x0b\x32\x15.isod.v1.WorkerOutputH\x00\x12\'\n\x07results\x18\x05 \x01(\x0b\x32\x14.isod.v1.TestResultsH\x00\x42\x06\n\x04kind\"3\n\x0bTestResults\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.isod.v1.TestResult\"D\n\x0cSessionReady\x12\x0f\n\x07workers\x18\x01 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"\xe4\x01\n\nTestResult\x12\x0e\n\x06nodeid\x18\x01 \x01(\t\x12\x1b\n\x04size\x18\x02 \x01(\x0e\x32\r.isod.v1.Size\x12%\n\x07reports\x18\x03 \x03(\x0b\x32\x14.isod.v1.PhaseReport\x12#\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x13.isod.v1.SpawnEvent\x12 \n\x07intents\x18\x05 \x03(\x0b\x32\x0f.isod.v1.Intent\x12\x0e\n\x06worker\x18\x06 \x01(\t\x12+\n\x0cinterruption\x18\x07 \x01(\x0b\x32\x15.isod.v1.Interruption\"0\n\x0bPhaseReport\x12\x0c\n\x04when\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\x0c\"\xfc\x01\n\nSpawnEvent\x12\x0c\n\x04t_ns\x18\x01 \x01(\x03\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x0b\n\x03tid\x18\x03 \x01(\x05\x12\x0c\n\x04ppid\x18\x04 \x01(\x05\x12\x0f\n\x07syscall\x18\x05 \x01(\t\x12\x0b\n\x03\x61\x62i\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x07 \x01(\t\x12\x12\n\nlatency_ns\x18\x08 \x01(\x03\x12\x0c\n\x04path\x18\t \x01(\t\x12\x0c\n\x04\x61rgv\x18\n \x03(\t\x12\x0b\n\x03\x63wd\x18\x0b \x01(\t\x12\x13\n\x0b\x63lone_flags\x18\x0c \x01(\x04\x12\x15\n\rargv_complete\x18\r \x01(\x08\x12\r\n\x05phase\x18\x0e \x01(\t\x12\x10\n\x08offset_s\x18\x0f \x01(\x01\"R\n\x06Intent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x0b\n\x03tid\x18\x03 \x01(\x05\x12\x10\n\x08offset_s\x18\x04 \x01(\x01\x12\x0c\n\x04site\x18\x05 \x01(\t\"\xf1\x01\n\x0cInterruption\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.isod.v1.Interruption.Kind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07limit_s\x18\x03 \x01(\x01\x12\x11\n\telapsed_s\x18\x04 \x01(\x01\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x0e\n\x06signal\x18\x06 \x01(\x05\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07TIMEOUT\x10\x01\x12\x12\n\x0eWORKER_CRASHED\x10\x02\x12\x13\n\x0fWORKER_REPLACED\x10\x03\x12\x0b\n\x07NOT_RUN\x10\x04\"<\n\x0cWorkerOutput\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06stderr\x18\x03 \x01(\x08\"k\n\nSessionEnd\x12\r\n\x05tests\x18\x01 \x01(\r\x12\x17\n\x0fworkers_started\x18\x02 \x01(\r\x12\x16\n\x0eworker_crashes\x18\x03 \x01(\r\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0e\n\x06wall_s\x18\x05 \x01(\x01\"\x0f\n\rStatusRequest\"\x81\x02\n\x0bStatusReply\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x16\n\x0e\x62\x61\x63kend_reason\x18\x03 \x01(\t\x12\x41\n\x0fkernel_features\x18\x04 \x03(\x0b\x32(.isod.v1.StatusReply.KernelFeaturesEntry\x12\x10\n\x08sessions\x18\x05 \x01(\r\x12\x0f\n\x07workers\x18\x06 \x01(\r\x12\x0b\n\x03pid\x18\x07 \x01(\x05\x12\x0e\n\x06listen\x18\x08 \x01(\t\x1a\x35\n\x13KernelFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x08:\x02\x38\x01\"\\\n\rWorkerCommand\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x11.isod.v1.TestItemH\x00\x12!\n\x06\x66inish\x18\x02 \x01(\x0b\x32\x0f.isod.v1.FinishH\x00\x42\x06\n\x04kind\"\xba\x01\n\x0bWorkerEvent\x12\'\n\tcollected\x18\x01 \x01(\x0b\x32\x12.isod.v1.CollectedH\x00\x12\'\n\x07started\x18\x02 \x01(\x0b\x32\x14.isod.v1.TestStartedH\x00\x12&\n\x06report\x18\x03 \x01(\x0b\x32\x14.isod.v1.PhaseReportH\x00\x12)\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x15.isod.v1.TestFinishedH\x00\x42\x06\n\x04kind\",\n\tCollected\x12\x0f\n\x07nodeids\x18\x01 \x03(\t\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"+\n\x0bTestStarted\x12\x0e\n\x06nodeid\x18\x01 \x01(\t\x12\x0c\n\x04t_ns\x18\x02 \x01(\x03\"@\n\x0cTestFinished\x12\x0e\n\x06nodeid\x18\x01 \x01(\t\x12 \n\x07intents\x18\x02 \x03(\x0b\x32\x0f.isod.v1.Intent*J\n\x04Size\x12\x14\n\x10SIZE_UNSPECIFIED\x10\x00\x12\t\n\x05SMALL\x10\x01\x12\n\n\x06MEDIUM\x10\x02\x12\t\n\x05LARGE\x10\x03\x12\n\n\x06XLARGE\x10\x04*I\n\x0b\x45nforcement\x12\x1b\n\x17\x45NFORCEMENT_UNSPECIFIED\x10\x00\x12\n\n\x06STRICT\x10\x01\x12\x08\n\x04WARN\x10\x02\x12\x07\n\x03OFF\x10\x03\x32}\n\x04Isod\x12=\n\x07Session\x12\x16.isod.v1.ClientMessage\x1a\x16.isod.v1.DaemonMessage(\x01\x30\x01\x12\x36\n\x06Status\x12\x16.isod.v1.StatusRequest\x1a\x14.isod.v1.StatusReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONOPEN_ENVENTRY']._serialized_options = b'8\001'
   _globals['_STATUSREPLY_KERNELFEATURESENTRY']._loaded_options = None
   _globals['_STATUSREPLY_KERNELFEATURESENTRY']._serialized_options = b'8\001'
-  _globals['_SIZE']._serialized_start=2597
-  _globals['_SIZE']._serialized_end=2671
-  _globals['_ENFORCEMENT']._serialized_start=2673
-  _globals['_ENFORCEMENT']._serialized_end=2746
+  _globals['_SIZE']._serialized_start=2691
+  _globals['_SIZE']._serialized_end=2765
+  _globals['_ENFORCEMENT']._serialized_start=2767
+  _globals['_ENFORCEMENT']._serialized_end=2840
   _globals['_CLIENTMESSAGE']._serialized_start=32
   _globals['_CLIENTMESSAGE']._serialized_end=193
   _globals['_SESSIONOPEN']._serialized_start=196
@@ -54,41 +54,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOP']._serialized_start=569
   _globals['_STOP']._serialized_end=591
   _globals['_DAEMONMESSAGE']._serialized_start=594
-  _globals['_DAEMONMESSAGE']._serialized_end=773
-  _globals['_SESSIONREADY']._serialized_start=775
-  _globals['_SESSIONREADY']._serialized_end=843
-  _globals['_TESTRESULT']._serialized_start=846
-  _globals['_TESTRESULT']._serialized_end=1074
-  _globals['_PHASEREPORT']._serialized_start=1076
-  _globals['_PHASEREPORT']._serialized_end=1124
-  _globals['_SPAWNEVENT']._serialized_start=1127
-  _globals['_SPAWNEVENT']._serialized_end=1379
-  _globals['_INTENT']._serialized_start=1381
-  _globals['_INTENT']._serialized_end=1463
-  _globals['_INTERRUPTION']._serialized_start=1466
-  _globals['_INTERRUPTION']._serialized_end=1707
-  _globals['_INTERRUPTION_KIND']._serialized_start=1612
-  _globals['_INTERRUPTION_KIND']._serialized_end=1707
-  _globals['_WORKEROUTPUT']._serialized_start=1709
-  _globals['_WORKEROUTPUT']._serialized_end=1769
-  _globals['_SESSIONEND']._serialized_start=1771
-  _globals['_SESSIONEND']._serialized_end=1878
-  _globals['_STATUSREQUEST']._serialized_start=1880
-  _globals['_STATUSREQUEST']._serialized_end=1895
-  _globals['_STATUSREPLY']._serialized_start=1898
-  _globals['_STATUSREPLY']._serialized_end=2155
-  _globals['_STATUSREPLY_KERNELFEATURESENTRY']._serialized_start=2102
-  _globals['_STATUSREPLY_KERNELFEATURESENTRY']._serialized_end=2155
-  _globals['_WORKERCOMMAND']._serialized_start=2157
-  _globals['_WORKERCOMMAND']._serialized_end=2249
-  _globals['_WORKEREVENT']._serialized_start=2252
-  _globals['_WORKEREVENT']._serialized_end=2438
-  _globals['_COLLECTED']._serialized_start=2440
-  _globals['_COLLECTED']._serialized_end=2484
-  _globals['_TESTSTARTED']._serialized_start=2486
-  _globals['_TESTSTARTED']._serialized_end=2529
-  _globals['_TESTFINISHED']._serialized_start=2531
-  _globals['_TESTFINISHED']._serialized_end=2595
-  _globals['_ISOD']._serialized_start=2748
-  _globals['_ISOD']._serialized_end=2873
+  _globals['_DAEMONMESSAGE']._serialized_end=814
+  _globals['_TESTRESULTS']._serialized_start=816
+  _globals['_TESTRESULTS']._serialized_end=867
+  _globals['_SESSIONREADY']._serialized_start=869
+  _globals['_SESSIONREADY']._serialized_end=937
+  _globals['_TESTRESULT']._serialized_start=940
+  _globals['_TESTRESULT']._serialized_end=1168
+  _globals['_PHASEREPORT']._serialized_start=1170
+  _globals['_PHASEREPORT']._serialized_end=1218
+  _globals['_SPAWNEVENT']._serialized_start=1221
+  _globals['_SPAWNEVENT']._serialized_end=1473
+  _globals['_INTENT']._serialized_start=1475
+  _globals['_INTENT']._serialized_end=1557
+  _globals['_INTERRUPTION']._serialized_start=1560
+  _globals['_INTERRUPTION']._serialized_end=1801
+  _globals['_INTERRUPTION_KIND']._serialized_start=1706
+  _globals['_INTERRUPTION_KIND']._serialized_end=1801
+  _globals['_WORKEROUTPUT']._serialized_start=1803
+  _globals['_WORKEROUTPUT']._serialized_end=1863
+  _globals['_SESSIONEND']._serialized_start=1865
+  _globals['_SESSIONEND']._serialized_end=1972
+  _globals['_STATUSREQUEST']._serialized_start=1974
+  _globals['_STATUSREQUEST']._serialized_end=1989
+  _globals['_STATUSREPLY']._serialized_start=1992
+  _globals['_STATUSREPLY']._serialized_end=2249
+  _globals['_STATUSREPLY_KERNELFEATURESENTRY']._serialized_start=2196
+  _globals['_STATUSREPLY_KERNELFEATURESENTRY']._serialized_end=2249
+  _globals['_WORKERCOMMAND']._serialized_start=2251
+  _globals['_WORKERCOMMAND']._serialized_end=2343
+  _globals['_WORKEREVENT']._serialized_start=2346
+  _globals['_WORKEREVENT']._serialized_end=2532
+  _globals['_COLLECTED']._serialized_start=2534
+  _globals['_COLLECTED']._serialized_end=2578
+  _globals['_TESTSTARTED']._serialized_start=2580
+  _globals['_TESTSTARTED']._serialized_end=2623
+  _globals['_TESTFINISHED']._serialized_start=2625
+  _globals['_TESTFINISHED']._serialized_end=2689
+  _globals['_ISOD']._serialized_start=2842
+  _globals['_ISOD']._serialized_end=2967
 # @@protoc_insertion_point(module_scope)
