@@ -35,11 +35,16 @@ def violations(result: pb.TestResult) -> list[pb.SpawnEvent]:
     return [e for e in result.events if is_violation(e.syscall)]
 
 
+CTYPES_WINDOW_S = 1.0   # a ctypes lookup names the spawn only if it came shortly before
+
+
 def _intent_for(ev: pb.SpawnEvent, intents) -> pb.Intent | None:
     best = None
     for it in intents:
         if it.tid == ev.tid and it.offset_s <= ev.offset_s:   # the audit hook runs before the syscall
             best = it
+    if best is not None and best.event == "ctypes.dlsym" and ev.offset_s - best.offset_s > CTYPES_WINDOW_S:
+        return None
     return best
 
 
@@ -55,9 +60,13 @@ def attempt_lines(result: pb.TestResult) -> list[str]:
         elif ev.syscall in _LABEL:
             intent = _intent_for(ev, result.intents)
             if intent is not None:
-                line = f"Attempted {intent.event}"
-                if intent.argv:
-                    line += f": {shlex.join(intent.argv)}"
+                if intent.event == "ctypes.dlsym":
+                    line = (f"Attempted {_LABEL[ev.syscall]} from C code "
+                            f"(last function looked up through ctypes: {intent.argv[0] if intent.argv else '?'})")
+                else:
+                    line = f"Attempted {intent.event}"
+                    if intent.argv:
+                        line += f": {shlex.join(intent.argv)}"
                 if intent.site:
                     line += f"   (at {intent.site})"
             else:
