@@ -35,11 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="sandbox backend of the embedded daemon")
     group.addoption("--isod-max-worker-restart", type=int, default=None, metavar="N",
                     help="stop the run after N worker crashes (default: 4 + workers)")
-    try:   # pytest-test-categories may have registered it already: share it
+    if not _registered(parser, "--test-categories-enforcement") and not _has_test_categories():
         group.addoption("--test-categories-enforcement", dest="test_categories_enforcement", default=None,
                         choices=ENFORCEMENTS, help="strict: fail violations; warn: warn; off: only record")
-    except ValueError:
-        pass
     for name, help_text in (
         ("test_categories_enforcement", "strict | warn | off (default strict under isod)"),
         ("isod_default_size", "size of unmarked tests (default small)"),
@@ -52,6 +50,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(name, help_text, default=None)
         except ValueError:
             pass
+
+
+def _registered(parser: pytest.Parser, name: str) -> bool:
+    """Whether another plugin added this option already (in any group)."""
+    groups = [*parser._groups, parser._anonymous]
+    return any(name in opt.names() for g in groups for opt in g.options)
+
+
+def _has_test_categories() -> bool:
+    """pytest-test-categories owns --test-categories-enforcement when installed
+    (it may load after us): share its option instead of clashing with it."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution("pytest-test-categories")
+        return True
+    except PackageNotFoundError:
+        return False
 
 
 def pytest_configure(config: pytest.Config) -> None:

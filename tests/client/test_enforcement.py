@@ -49,3 +49,35 @@ def test_bad_enforcement_is_a_usage_error(tmp_path, daemon):
     r = run_pytest(tmp_path, {"test_s.py": SPAWNER, "pytest.ini": "[pytest]\ntest_categories_enforcement = loud\n"},
                    "-q", target=daemon.target)
     assert r.rc == 4 and "test_categories_enforcement must be one of strict, warn, off" in r.out
+
+
+STUB = '''
+def pytest_addoption(parser):
+    # what pytest-test-categories registers (its real plugin also patches subprocess)
+    parser.getgroup("test-categories").addoption(
+        "--test-categories-enforcement", dest="test_categories_enforcement", default=None,
+        choices=("strict", "warn", "off"))
+    parser.addini("test_categories_enforcement", "enforcement mode", default=None)
+'''
+
+
+def test_option_shared_with_pytest_test_categories(tmp_path, daemon):
+    """If pytest-test-categories registered the option first, isod reuses it instead of crashing."""
+    r = run_pytest(tmp_path, {"test_s.py": SPAWNER, "ptc_stub.py": STUB}, "-q", "-p", "ptc_stub",
+                   "--test-categories-enforcement=warn", target=daemon.target,
+                   env={"PYTHONPATH": str(tmp_path)})
+    assert r.rc == 0, r.out
+    assert "IsodViolationWarning" in r.out
+
+
+OUTPUT = '''
+import pytest
+@pytest.mark.small
+def test_prints():
+    print("uncaptured-line-from-worker")
+'''
+
+
+def test_dash_s_output_reaches_the_client(tmp_path, daemon):
+    r = run_pytest(tmp_path, {"test_o.py": OUTPUT}, "-q", "-s", target=daemon.target)
+    assert r.rc == 0 and "uncaptured-line-from-worker" in r.out
