@@ -62,10 +62,17 @@ def pytest_addoption(parser):
 
 
 def test_option_shared_with_pytest_test_categories(tmp_path, daemon):
-    """If pytest-test-categories registered the option first, isod reuses it instead of crashing."""
-    r = run_pytest(tmp_path, {"test_s.py": SPAWNER, "ptc_stub.py": STUB}, "-q", "-p", "ptc_stub",
-                   "--test-categories-enforcement=warn", target=daemon.target,
-                   env={"PYTHONPATH": str(tmp_path)})
+    """With pytest-test-categories installed (here: a stand-in distribution that
+    registers the same option through its pytest11 entry point, loaded after
+    isod), isod shares its option instead of crashing."""
+    site = tmp_path / "site"
+    dist = site / "pytest_test_categories-9.9.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pytest-test-categories\nVersion: 9.9\n")
+    (dist / "entry_points.txt").write_text("[pytest11]\ntest_categories = ptc_stub\n")
+    (site / "ptc_stub.py").write_text(STUB)
+    r = run_pytest(tmp_path / "proj", {"test_s.py": SPAWNER}, "-q", "--test-categories-enforcement=warn",
+                   target=daemon.target, env={"PYTHONPATH": str(site)})
     assert r.rc == 0, r.out
     assert "IsodViolationWarning" in r.out
 
