@@ -65,12 +65,17 @@ def main(argv: list[str]) -> int:
             sock.sendmsg([b"ok"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, listener.to_bytes(4, sys.byteorder))])
             os.close(listener)
         else:
-            # ptrace backend: the tracer is attached already; wait for its go
-            kernel.set_no_new_privs()
+            # ptrace backend: say "ready", get seized, then on "go" install the
+            # SECCOMP_RET_TRACE filter (none in events mode: empty program) and
+            # confirm: the tracer's options must be set before the filter goes on,
+            # or every trapped call would fail with ENOSYS.
             sock.sendall(b"ready")
             if sock.recv(16) != b"go":
                 return EXIT_SETUP_FAILED
-            kernel.install_filter(bpf, 0)
+            if bpf:
+                kernel.set_no_new_privs()
+                kernel.install_filter(bpf, 0)
+            sock.sendall(b"ok")
     except OSError as e:
         try:
             sock.sendall(f"err {e.errno} {e.strerror}".encode())

@@ -1,0 +1,563 @@
+"""The ptrace fallback backend: one tracer thread, SECCOMP_RET_TRACE stops.
+
+For where seccomp user notification is missing (pre-5.0 kernels) or taken (isod
+nested in another user-notif sandbox: EBUSY). The launcher is seized before it
+installs the trap set with SECCOMP_RET_TRACE (with no tracer those calls would
+fail with ENOSYS), every child is followed, and each trapped call stops its
+caller until the tracer decides; deny = skip the call (orig_rax -1) returning
+-EPERM. Mode "events" needs no seccomp at all: it decides on the fork/clone/exec
+ptrace events, after the fact (a denied child is killed before it runs, a denied
+exec kills the process that made it; ptrace and io_uring_setup go unseen).
+
+ptrace is per thread, so every request comes from one tracer thread, which waits
+with waitpid(-1, __WALL|__WNOTHREAD): its own tracees only, never the daemon's
+other children. PTRACE_O_EXITKILL: if that thread or the daemon dies, the kernel
+SIGKILLs every tracee, so the sandbox fails closed. A traced ``sleep`` child (the
+sentinel) keeps that waitpid blocking when no tree runs; a SIGCONT to it wakes
+the thread for a request (attach a launcher, close).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+
+from .. import policy
+from ..policy import IDLE, Rule
+from . import kernel, ptrace_popen
+from . import ptrace_calls as pt
+from .box import Box, EventSink, SandboxError
+from .events import ALLOW, DENY, ENOSYS, Event
+from .spawn import SETUP_TIMEOUT, LauncherProcess
+
+_EXECS = ("execve", "execveat")
+_I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
+_CHILD_EVENTS = (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE)
+_EPERM, _ENOSYS, _EBUSY = errno.EPERM, errno.ENOSYS, errno.EBUSY
+MODES = {
+    "seccomp": "ptrace on SECCOMP_RET_TRACE stops",
+    "events": "ptrace on fork/clone/exec events (after the fact; no ptrace/io_uring_setup checks)",
+}
+
+
+class _Tree:
+    """The tasks of one box the tracer knows about."""
+
+    __slots__ = ("box", "tids")
+
+    def __init__(self, box: Box) -> None:
+        self.box = box
+        self.tids = {box.pid}
+
+
+class PtraceBackend:
+    """Runs commands under ptrace; same interface as SeccompBackend.
+
+    ``seccomp``: True for SECCOMP_RET_TRACE stops, False for plain events, None
+    to choose (env ISOD_PTRACE_MODE=seccomp|events, else what the kernel allows).
+    """
+
+    name = "ptrace"
+
+    def __init__(self, *, seccomp: bool | None = None, reason: str = "") -> None:
+        if seccomp is None:
+            seccomp, why = choose_mode()
+            reason = reason or why
+        self.mode = "seccomp" if seccomp else "events"
+        self.reason = reason or MODES[self.mode]
+        self._program = pt.filter_program() if seccomp else b""
+        self._options = pt.FOLLOW | pt.O_TRACESECCOMP if seccomp else pt.FOLLOW
+        self._trees: dict[int, _Tree] = {}        # tid -> its tree
+        self._orphans: dict[int, int] = {}        # new tid -> stop status, until its parent's event names it
+        # tids adopted from /proc before their parent's fork event: waitpid
+        # reports the newest tracees first, so a child can even exit before
+        # that event, which must then not bring it back
+        self._unannounced: set[int] = set()
+        self._requests: collections.deque = collections.deque()
+        self._info = pt.SyscallInfo()
+        self._mem = kernel.MemReader()
+        self._sentinel: subprocess.Popen | None = None
+        self._closing = False
+        self._killing = False
+        self._error: BaseException | None = None
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(started,), name="isod-tracer", daemon=True)
+        self._thread.start()
+        started.wait()
+        if self._error is not None:
+            raise SandboxError(f"cannot use ptrace here: {self._error}") from self._error
+
+    # --- owner side -------------------------------------------------------
+    def spawn(self, argv: list[str], *, rule: Rule = IDLE, on_event: EventSink | None = None,
+              **popen_kwargs) -> Box:
+        """Start argv traced; returns once it is attached and its filter is in place."""
+        launch = LauncherProcess(argv, "trace", self._program, **popen_kwargs)
+        try:
+            msg = _read(launch)
+            if msg != b"ready":
+                launch.fail(msg)
+            box = Box(launch.popen, rule, on_event)
+            ptrace_popen.adopt(launch.popen)
+            try:
+                self._call(self._attach, box)
+            except BaseException as e:
+                ptrace_popen.disown(launch.popen)
+                launch.popen.kill()
+                launch.popen.wait()
+                raise SandboxError(f"cannot trace the launcher: {e}") from e
+            launch.sock.sendall(b"go")
+            msg = _read(launch)
+            if msg != b"ok":
+                launch.fail(msg)
+            return box
+        finally:
+            launch.sock.close()
+
+    def close(self) -> None:
+        """Kill every traced tree, reap it, stop the tracer thread."""
+        self._closing = True
+        self._wake()
+        self._thread.join(10)
+
+    def _call(self, fn, *args):
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+        if not self._thread.is_alive() or self._closing:
+            raise SandboxError("the ptrace backend is closed")
+        fut: Future = Future()
+        self._requests.append((fn, args, fut))
+        self._wake()
+        return fut.result(SETUP_TIMEOUT)
+
+    def _wake(self) -> None:
+        s = self._sentinel
+        if s is not None:
+            try:
+                os.kill(s.pid, signal.SIGCONT)   # a signal-delivery stop: waitpid returns
+            except OSError:
+                pass
+
+    # --- tracer thread: setup and loop ------------------------------------
+    def _run(self, started: threading.Event) -> None:
+        try:
+            self._start_sentinel()
+        except BaseException as e:  # noqa: BLE001 - reported to the constructor
+            self._error = e
+            started.set()
+            return
+        started.set()
+        try:
+            self._loop()
+        except BaseException as e:   # the thread ends: EXITKILL kills every tracee (fails closed)
+            sys.stderr.write(f"isod: ptrace tracer failed: {e!r}; every traced process is killed\n")
+            raise
+        finally:
+            self._finish()
+
+    def _start_sentinel(self) -> None:
+        sleep = shutil.which("sleep")
+        argv = [sleep, "1000000000"] if sleep else [sys.executable, "-S", "-c", "import time\nwhile 1: time.sleep(1e6)"]
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            pt.seize(p.pid, pt.O_EXITKILL)
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+        self._sentinel = p
+
+    def _loop(self) -> None:
+        waitpid, flags, now = os.waitpid, pt.WALL | pt.WNOTHREAD, time.monotonic_ns
+        while True:
+            if self._requests:
+                self._serve()
+            if self._closing and not self._killing:
+                self._kill_all()
+            try:
+                tid, status = waitpid(-1, flags)
+            except ChildProcessError:
+                if self._closing:
+                    return
+                self._start_sentinel()
+                continue
+            t0 = now()
+            try:
+                self._dispatch(tid, status, t0)
+            except Exception as e:  # noqa: BLE001 - never leave a tree stopped on a dead loop
+                self._broken(tid, e)
+
+    def _serve(self) -> None:
+        while self._requests:
+            fn, args, fut = self._requests.popleft()
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 - raised in the owner's thread
+                fut.set_exception(e)
+
+    def _attach(self, box: Box) -> None:
+        pt.seize(box.pid, self._options)
+        self._trees[box.pid] = _Tree(box)
+
+    def _kill_all(self) -> None:
+        self._killing = True
+        for tid in [*self._trees, *self._orphans]:
+            _kill(tid)
+        if self._sentinel is not None:
+            _kill(self._sentinel.pid)
+
+    def _finish(self) -> None:
+        self._closing = True
+        while self._requests:
+            _fn, _args, fut = self._requests.popleft()
+            fut.set_exception(SandboxError("the ptrace backend is closed"))
+        for tree in {id(t): t for t in self._trees.values()}.values():
+            ptrace_popen.disown(tree.box.popen)
+            tree.box.released.set()
+        self._trees.clear()
+
+    def _broken(self, tid: int, e: Exception) -> None:
+        tree = self._trees.get(tid)
+        sys.stderr.write(f"isod: tracer error on pid {tid}: {e!r}; killing its tree (fail closed)\n")
+        for t in (tree.tids if tree is not None else (tid,)):
+            _kill(t)
+
+    # --- tracer thread: stops --------------------------------------------
+    def _dispatch(self, tid: int, status: int, t0: int) -> None:
+        sentinel = self._sentinel
+        if sentinel is not None and tid == sentinel.pid:
+            self._on_sentinel(status)
+            return
+        if not os.WIFSTOPPED(status):
+            self._on_gone(tid, status)
+            return
+        event = status >> 16
+        tree = self._trees.get(tid)
+        if tree is None:
+            tree = self._claim(tid, status, event)
+            if tree is None:
+                return
+        if self._killing:
+            _kill(tid)        # SIGKILL ends the stop; nothing more may run
+        elif event == pt.EVENT_SECCOMP:
+            self._on_seccomp(tid, tree, t0)
+        elif event == pt.EVENT_STOP:
+            if os.WSTOPSIG(status) in pt.STOP_SIGNALS:
+                self._listen(tid)     # a group-stop: stay stopped until SIGCONT, as untraced
+            else:
+                self._cont(tid, 0)    # a new child's first stop, or the end of a group-stop
+        elif event == 0:
+            self._cont(tid, os.WSTOPSIG(status))   # signal-delivery stop: deliver it
+        elif event in _CHILD_EVENTS:
+            self._on_child(tid, tree, t0)
+        elif event == pt.EVENT_EXEC:
+            self._on_exec(tid, tree, t0)
+        else:
+            self._cont(tid, 0)
+
+    def _on_sentinel(self, status: int) -> None:
+        sentinel = self._sentinel
+        if os.WIFSTOPPED(status):
+            self._cont(sentinel.pid, 0)   # a wake-up: the loop serves the requests
+            return
+        sentinel.returncode = os.waitstatus_to_exitcode(status)
+        self._sentinel = None
+        if not self._closing:
+            self._start_sentinel()
+
+    def _claim(self, tid: int, status: int, event: int) -> _Tree | None:
+        """The tree of a tid seen for the first time, or None (kept stopped)."""
+        if self._killing:
+            _kill(tid)
+            return None
+        tree = None
+        if event == pt.EVENT_EXEC:   # a non-leader thread exec'd: it took the leader's tid
+            try:
+                tree = self._trees.get(pt.eventmsg(tid))
+            except pt.PtraceError:
+                pass
+        if tree is None:
+            tgid, ppid = _ids(tid)
+            tree = self._trees.get(tgid) if tgid != tid else None
+            tree = tree or self._trees.get(ppid)
+        if tree is None:
+            # a child whose first stop beat its parent's fork event: the event names it
+            self._orphans[tid] = status
+            return None
+        self._trees[tid] = tree
+        tree.tids.add(tid)
+        if event != pt.EVENT_EXEC:
+            self._unannounced.add(tid)
+        return tree
+
+    def _add_child(self, tree: _Tree, child: int, t0: int) -> None:
+        if child in self._unannounced:
+            self._unannounced.discard(child)
+            return
+        if child in self._trees:
+            return
+        self._trees[child] = tree
+        tree.tids.add(child)
+        status = self._orphans.pop(child, None)
+        if status is not None:
+            self._dispatch(child, status, t0)
+
+    def _on_gone(self, tid: int, status: int) -> None:
+        self._orphans.pop(tid, None)
+        tree = self._trees.pop(tid, None)
+        if tree is None:
+            return
+        tree.tids.discard(tid)
+        if tid == tree.box.pid:
+            ptrace_popen.deliver(tree.box.popen, status)
+        if not tree.tids:
+            for orphan in list(self._orphans):
+                # an unclaimed child whose parent is gone (killed inside fork, before
+                # its fork event): most likely this tree's, and it must not stay stopped
+                _tgid, ppid = _ids(orphan)
+                if ppid not in self._trees and ppid != os.getpid():
+                    self._add_child(tree, orphan, time.monotonic_ns())
+            if not tree.tids:
+                tree.box.released.set()
+
+    def _cont(self, tid: int, sig: int) -> None:
+        try:
+            pt.cont(tid, sig)
+        except pt.PtraceError as e:
+            if not pt.gone(e):
+                raise
+
+    def _listen(self, tid: int) -> None:
+        try:
+            pt.listen(tid)
+        except pt.PtraceError as e:
+            if not pt.gone(e):
+                self._cont(tid, 0)
+
+    # --- tracer thread: decisions ----------------------------------------
+    def _on_seccomp(self, tid: int, tree: _Tree, t0: int) -> None:
+        try:
+            arch, nr, a = self._info.read(tid)
+        except pt.PtraceError as e:
+            if pt.gone(e):
+                return
+            raise
+        name = kernel.NAME_OF.get((arch, nr))
+        if name is None:
+            if (arch, nr) in pt.SECCOMP_SYSCALLS:   # a user-notif filter would outrank ours
+                self._fail(tid, _EBUSY)
+                return
+            name = f"syscall{nr}"
+        mem = self._mem
+        path = b""
+        argv: list[bytes] = []
+        flags = 0
+        if name == "execve":
+            path = mem.string(tid, a[0]) or b""
+            argv = mem.string_array(tid, a[1]) if arch != _I386 else mem.string_array32(tid, a[1])
+        elif name == "execveat":
+            path = mem.string(tid, a[1]) or b""
+            argv = mem.string_array(tid, a[2]) if arch != _I386 else mem.string_array32(tid, a[2])
+            flags = a[4]
+        elif name == "clone3":
+            raw = mem.read(tid, a[0], 8) if a[0] else b""
+            flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+            if flags & kernel.CLONE_THREAD:
+                self._fail(tid, _ENOSYS)   # libc falls back to clone(CLONE_THREAD), not trapped
+                return
+        elif name in ("clone", "ptrace"):
+            flags = a[0]
+        box = tree.box
+        rule = self._rule(box, tid, name)
+        box.inflight += 1      # answered from here on, recorded below (see Box.settle)
+        if name == "clone3":
+            decision = ENOSYS      # never let a clone3 run: its flags may change after the check
+            valid = self._fail(tid, _ENOSYS)
+        elif policy.decide(rule, name):
+            decision = ALLOW
+            valid = self._resume(tid)
+        else:
+            decision = DENY
+            valid = self._fail(tid, _EPERM)
+        self._record(box, tid, t0, name, arch, decision, path, argv, flags, valid)
+        box.inflight -= 1
+
+    def _on_child(self, tid: int, tree: _Tree, t0: int) -> None:
+        try:
+            child = pt.eventmsg(tid)
+        except pt.PtraceError as e:
+            if pt.gone(e):
+                return
+            raise
+        if self.mode == "events":
+            try:
+                self._decide_child(tid, tree, child, t0)
+            except pt.PtraceError as e:
+                if not pt.gone(e):
+                    raise
+                _kill(child)    # the parent died before the decision: fail closed
+        self._add_child(tree, child, t0)
+        self._cont(tid, 0)
+
+    def _on_exec(self, tid: int, tree: _Tree, t0: int) -> None:
+        try:
+            former = pt.eventmsg(tid)
+        except pt.PtraceError as e:
+            if pt.gone(e):
+                return
+            raise
+        if former != tid:   # a non-leader thread exec'd and took the leader's tid
+            self._trees.pop(former, None)
+            tree.tids.discard(former)
+        if self.mode == "events" and not self._decide_exec(tid, tree, t0):
+            return
+        self._cont(tid, 0)
+
+    def _rule(self, box: Box, tid: int, name: str) -> Rule:
+        if box.before_decision is not None:
+            box.before_decision()
+        if box.launch_rule is not None and tid == box.pid and name == "execve":
+            # the launcher execs the command: allowed; the owner's rule holds from here
+            box.rule, box.launch_rule = box.launch_rule, None
+            return IDLE
+        return box.rule
+
+    def _decide_child(self, tid: int, tree: _Tree, child: int, t0: int) -> None:
+        """Events mode, at a fork/vfork/clone event: the child exists, has not run."""
+        arch, nr, arg0 = self._info.current(tid)
+        name = kernel.NAME_OF.get((arch, nr), f"syscall{nr}")
+        flags = arg0 if name == "clone" else 0
+        if name == "clone3":
+            raw = self._mem.read(tid, arg0, 8)
+            flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+        if flags & kernel.CLONE_THREAD:
+            return
+        if policy.decide(self._rule(tree.box, tid, name), name):
+            decision = ALLOW
+        else:
+            decision = DENY
+            _kill(child)
+        self._record(tree.box, tid, t0, name, arch, decision, b"", [], flags, True)
+
+    def _decide_exec(self, tid: int, tree: _Tree, t0: int) -> bool:
+        """Events mode, after an exec succeeded; False if the process was killed."""
+        arch, nr, _arg0 = self._info.current(tid)
+        name = kernel.NAME_OF.get((arch, nr), "execve")
+        try:
+            path = os.readlink(f"/proc/{tid}/exe").encode()
+            with open(f"/proc/{tid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")[:-1]
+        except OSError:
+            path, argv = b"", []
+        allowed = policy.decide(self._rule(tree.box, tid, name), name)
+        if not allowed:
+            _kill(tid)
+        self._record(tree.box, tid, t0, name, arch, ALLOW if allowed else DENY, path, argv, 0, True)
+        return allowed
+
+    def _resume(self, tid: int) -> bool:
+        try:
+            pt.cont(tid, 0)
+            return True
+        except pt.PtraceError as e:
+            if pt.gone(e):
+                return False
+            raise
+
+    def _fail(self, tid: int, err: int) -> bool:
+        try:
+            pt.fail_syscall(tid, err)
+            return True
+        except pt.PtraceError as e:
+            if pt.gone(e):
+                return False
+            raise
+
+    def _record(self, box: Box, tid: int, t0: int, name: str, arch: int, decision: str,
+                path: bytes, argv: list[bytes], flags: int, valid: bool) -> None:
+        t1 = time.monotonic_ns()
+        tgid, ppid = _ids(tid)
+        ev = Event(
+            t_ns=t0, pid=tgid, tid=tid, ppid=ppid, syscall=name,
+            abi=kernel.ABI_OF_ARCH.get(arch, hex(arch)), decision=decision,
+            latency_ns=t1 - t0, path=os.fsdecode(path), argv=[os.fsdecode(a) for a in argv],
+            clone_flags=flags, argv_complete=valid,
+        )
+        if name in _EXECS:
+            try:
+                ev.cwd = os.readlink(f"/proc/{tid}/cwd")
+            except OSError:
+                pass
+        box.record(ev)
+
+
+def _read(launch: LauncherProcess) -> bytes:
+    try:
+        return launch.sock.recv(256)
+    except TimeoutError:
+        launch.popen.kill()
+        raise SandboxError(f"the launcher did not report within {SETUP_TIMEOUT:.0f} s") from None
+
+
+def _kill(tid: int) -> None:
+    """SIGKILL the process of tid (kill(2) wants a thread group id)."""
+    try:
+        os.kill(tid, signal.SIGKILL)
+    except ProcessLookupError:
+        tgid, _ppid = _ids(tid)
+        if tgid != tid:
+            try:
+                os.kill(tgid, signal.SIGKILL)
+            except OSError:
+                pass
+    except OSError:
+        pass
+
+
+def _ids(tid: int) -> tuple[int, int]:
+    """(thread group id, parent pid) of a thread, from /proc; (tid, 0) if gone."""
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            text = f.read()
+    except OSError:
+        return tid, 0
+    tgid = ppid = 0
+    for line in text.split(b"\n"):
+        if line.startswith(b"Tgid:"):
+            tgid = int(line[5:])
+        elif line.startswith(b"PPid:"):
+            ppid = int(line[5:])
+            break
+    return tgid or tid, ppid
+
+
+def choose_mode() -> tuple[bool, str]:
+    """(use SECCOMP_RET_TRACE?, why). An enclosing user-notif filter outranks
+    RET_TRACE (the enclosing supervisor would answer our traps), so under one
+    only the plain events are trustworthy."""
+    forced = os.environ.get("ISOD_PTRACE_MODE", "")
+    if forced in MODES:
+        return forced == "seccomp", f"{MODES[forced]} (ISOD_PTRACE_MODE={forced})"
+    try:
+        with open("/proc/self/status") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        status = {}
+    if "Seccomp" not in status:
+        return False, f"{MODES['events']}: this kernel has no seccomp"
+    if int(status.get("Seccomp_filters", "0").strip() or 0) == 0:
+        return True, MODES["seccomp"]
+    from .backends import probe_user_notif
+    ok, code, _text = probe_user_notif()
+    if not ok and code == _EBUSY:
+        return False, (f"{MODES['events']}: nested in a user-notif sandbox, whose filter would "
+                       "answer the SECCOMP_RET_TRACE traps first")
+    return True, MODES["seccomp"]

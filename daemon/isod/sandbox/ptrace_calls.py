@@ -1,0 +1,147 @@
+"""The ptrace requests the tracer thread makes, on python-ptrace's low-level binding.
+
+python-ptrace has the raw ``ptrace()`` call and the classic requests but not
+the newer ones this backend relies on (SEIZE, LISTEN, GET_SYSCALL_INFO, the
+seccomp event), so their numbers live here. Every call may raise PtraceError;
+ESRCH means the tracee died meanwhile, which callers treat as "gone".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+import tempfile
+
+import pyseccomp as sc
+from ptrace import PtraceError
+from ptrace.binding import func as _pt
+
+from . import bpf
+from .kernel import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, SECCOMP_FILTER_FLAG_NEW_LISTENER
+
+__all__ = ["PtraceError"]
+
+PTRACE_SEIZE = 0x4206
+PTRACE_LISTEN = 0x4208
+PTRACE_GET_SYSCALL_INFO = 0x420E
+
+EVENT_FORK, EVENT_VFORK, EVENT_CLONE, EVENT_EXEC = 1, 2, 3, 4
+EVENT_SECCOMP = 7
+EVENT_STOP = 128
+
+O_TRACEFORK, O_TRACEVFORK, O_TRACECLONE, O_TRACEEXEC = 0x2, 0x4, 0x8, 0x10
+O_TRACESECCOMP = 0x80
+O_EXITKILL = 0x100000   # the tracer's death SIGKILLs every tracee: the sandbox fails closed
+FOLLOW = O_TRACEFORK | O_TRACEVFORK | O_TRACECLONE | O_TRACEEXEC | O_EXITKILL
+
+WALL = 0x40000000        # __WALL: threads and clone children too
+WNOTHREAD = 0x20000000   # __WNOTHREAD: only this thread's tracees, never the process's other children
+
+STOP_SIGNALS = frozenset({19, 20, 21, 22})   # SIGSTOP SIGTSTP SIGTTIN SIGTTOU: group-stop
+
+# seccomp(2) per ABI: the trace filter also traps seccomp(SET_MODE_FILTER,
+# NEW_LISTENER) so a tracee cannot stack a user-notif filter, whose action
+# outranks SECCOMP_RET_TRACE, and answer its own spawns (the seccomp backend
+# gets EBUSY from the kernel for this; here the tracer answers EBUSY).
+SECCOMP_SYSCALLS = frozenset({(AUDIT_ARCH_X86_64, 317), (AUDIT_ARCH_I386, 354)})
+
+# offsetof(struct user_regs_struct, ...) on x86_64
+_RAX, _ORIG_RAX, _RDI, _RBX, _CS = 80, 120, 112, 40, 136
+_MASK = (1 << 64) - 1
+
+_ptrace = _pt.ptrace
+cont = _pt.ptrace_cont
+
+
+def seize(pid: int, options: int) -> None:
+    _ptrace(PTRACE_SEIZE, pid, 0, options)
+
+
+def listen(tid: int) -> None:
+    """Leave a group-stopped tracee stopped (as without a tracer) until SIGCONT."""
+    _ptrace(PTRACE_LISTEN, tid, 0, 0)
+
+
+_msg = ctypes.c_ulong()
+_msg_addr = ctypes.addressof(_msg)
+
+
+def eventmsg(tid: int) -> int:
+    """PTRACE_GETEVENTMSG (python-ptrace's reads an unsigned long into a C int)."""
+    _ptrace(_pt.PTRACE_GETEVENTMSG, tid, 0, _msg_addr)
+    return _msg.value
+
+
+def fail_syscall(tid: int, err: int) -> None:
+    """Skip the stopped syscall (nr -1) so that it returns -err, and resume."""
+    _ptrace(_pt.PTRACE_POKEUSER, tid, _ORIG_RAX, _MASK)
+    _ptrace(_pt.PTRACE_POKEUSER, tid, _RAX, -err & _MASK)
+    _ptrace(_pt.PTRACE_CONT, tid, 0, 0)
+
+
+def peekuser(tid: int, offset: int) -> int:
+    return _ptrace(_pt.PTRACE_PEEKUSER, tid, offset, 0, check_errno=True)
+
+
+class SyscallInfo:
+    """(arch, nr, args) of a stopped tracee: PTRACE_GET_SYSCALL_INFO (5.3+),
+    else the registers (where only a compat-mode process counts as i386)."""
+
+    # struct ptrace_syscall_info: op, pad, flags, arch, ip, sp, {nr, args[6], ret_data}
+    _LAYOUT = struct.Struct("=BxHIQQQ6QI4x")
+
+    def __init__(self) -> None:
+        self._buf = ctypes.create_string_buffer(self._LAYOUT.size)
+        self._addr = ctypes.addressof(self._buf)
+        self._have_info = True
+
+    def read(self, tid: int) -> tuple[int, int, tuple[int, ...]]:
+        if self._have_info:
+            try:
+                _ptrace(PTRACE_GET_SYSCALL_INFO, tid, self._LAYOUT.size, self._addr)
+                _op, _fl, arch, _ip, _sp, nr, *args, _ret = self._LAYOUT.unpack(self._buf.raw)
+                return arch, nr, tuple(args)
+            except PtraceError as e:
+                if e.errno not in (errno.EIO, errno.EINVAL):
+                    raise
+                self._have_info = False
+        regs = _pt.ptrace_getregs(tid)
+        if regs.cs == 0x23:   # 32-bit code segment
+            return AUDIT_ARCH_I386, regs.orig_rax, (regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp)
+        return AUDIT_ARCH_X86_64, regs.orig_rax, (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+
+    def current(self, tid: int) -> tuple[int, int, int]:
+        """(arch, nr, arg0) of the syscall a tracee is in, from any ptrace stop
+        (the event stops of fork/clone/exec, which carry no syscall info)."""
+        arch, _nr, _args = self.read(tid)   # op NONE still fills arch
+        nr = peekuser(tid, _ORIG_RAX)
+        arg0 = peekuser(tid, _RBX if arch == AUDIT_ARCH_I386 else _RDI)
+        return arch, nr, arg0
+
+
+def filter_program() -> bytes:
+    """The trap set of bpf.py with SECCOMP_RET_TRACE, plus seccomp(NEW_LISTENER)."""
+    f = bpf._build(sc.TRACE(0))
+    f.add_rule(sc.TRACE(0), "seccomp",
+               sc.Arg(1, sc.MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER))
+    with tempfile.TemporaryFile() as tmp:
+        f.export_bpf(tmp)
+        tmp.seek(0)
+        data = tmp.read()
+    if not data or len(data) % 8:
+        raise RuntimeError(f"libseccomp exported a malformed program ({len(data)} bytes)")
+    return data
+
+
+def gone(e: PtraceError) -> bool:
+    return e.errno == errno.ESRCH
+
+
+def signal_tree(tids, sig: int) -> None:
+    for tid in tids:
+        try:
+            os.kill(tid, sig)
+        except OSError:
+            pass
