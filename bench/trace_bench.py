@@ -55,27 +55,45 @@ def wrappers() -> list[tuple[str, list[str]]]:
     return out
 
 
-def wall(argv: list[str]) -> float:
+class BenchError(Exception):
+    pass
+
+
+def wall(argv: list[str], timeout: float) -> float:
     t = time.perf_counter()
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"timed out after {timeout:.0f} s (hung?)") from None
     dt = time.perf_counter() - t
     if p.returncode != 0:
-        raise SystemExit(f"trace_bench: {' '.join(argv)} exited {p.returncode}: {p.stderr.decode(errors='replace')}")
+        raise BenchError(f"exit {p.returncode}: {p.stderr.decode(errors='replace').strip()[-200:]}")
     return dt
 
 
-def bench_ratios(runs: int) -> list[tuple[str, float, float, float, float]]:
-    """(label, loop s, startup s, ratio, ratio without startup) per wrapper."""
+def bench_ratios(runs: int, timeout: float) -> list[tuple[str, float, float, float, float] | tuple[str, str]]:
+    """(label, loop s, startup s, ratio, ratio without startup) per wrapper, or
+    (label, error) for one that failed: the others still run."""
     ws = wrappers()
     loop = {name: float("inf") for name, _ in ws}
     start = dict(loop)
+    errors: dict[str, str] = {}
     for _ in range(runs):
         for name, w in ws:
-            loop[name] = min(loop[name], wall([*w, "sh", "-c", LOOP]))
-            start[name] = min(start[name], wall([*w, "/bin/true"]))
+            if name in errors:
+                continue
+            try:
+                loop[name] = min(loop[name], wall([*w, "sh", "-c", LOOP], timeout))
+                start[name] = min(start[name], wall([*w, "/bin/true"], timeout))
+            except BenchError as e:
+                errors[name] = str(e)
+    if "native" in errors:
+        raise SystemExit(f"trace_bench: the native run failed: {errors['native']}")
     base, base0 = loop["native"], start["native"]
-    return [(name, loop[name], start[name], loop[name] / base,
-             (loop[name] - start[name]) / (base - base0)) for name, _ in ws]
+    return [(name, errors[name]) if name in errors else
+            (name, loop[name], start[name], loop[name] / base, (loop[name] - start[name]) / (base - base0))
+            for name, _ in ws]
 
 
 def compile_deny_loop(tmp: str) -> str | None:
@@ -87,21 +105,32 @@ def compile_deny_loop(tmp: str) -> str | None:
     return exe
 
 
-def round_trip(argv: list[str]) -> dict[str, str]:
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+def round_trip(argv: list[str], timeout: float) -> dict[str, str]:
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                           check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"timed out after {timeout:.0f} s (hung?)") from None
     line = next((ln for ln in p.stdout.splitlines() if ln.startswith("n=")), None)
     if line is None:
-        raise SystemExit(f"trace_bench: {' '.join(argv)} printed no result (exit {p.returncode}): {p.stderr}")
+        raise BenchError(f"no result (exit {p.returncode}): {p.stderr.strip()[-200:]}")
     return dict(kv.split("=", 1) for kv in line.split())
 
 
-def bench_round_trips(exe: str, calls: int) -> list[tuple[str, dict[str, str]]]:
+def bench_round_trips(exe: str, calls: int, timeout: float) -> list[tuple[str, dict[str, str] | str]]:
+    """(label, deny_loop's result or an error) per variant."""
     n = str(calls)
-    rows = []
+    variants = []
     for b in BACKENDS:
-        rows.append((f"deny  {b} (--size small, EPERM)", round_trip([*isod_trace(b, "--size", "small"), exe, n, "/bin/true"])))
-        rows.append((f"allow {b} (--size medium, ENOENT)", round_trip([*isod_trace(b, "--size", "medium"), exe, n, MISSING])))
-    rows.append(("native (no sandbox, ENOENT)", round_trip([exe, n, MISSING])))
+        variants.append((f"deny  {b} (--size small, EPERM)", [*isod_trace(b, "--size", "small"), exe, n, "/bin/true"]))
+        variants.append((f"allow {b} (--size medium, ENOENT)", [*isod_trace(b, "--size", "medium"), exe, n, MISSING]))
+    variants.append(("native (no sandbox, ENOENT)", [exe, n, MISSING]))
+    rows: list[tuple[str, dict[str, str] | str]] = []
+    for name, argv in variants:
+        try:
+            rows.append((name, round_trip(argv, timeout)))
+        except BenchError as e:
+            rows.append((name, str(e)))
     return rows
 
 
@@ -110,13 +139,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer runs and calls (a smoke run: 2 runs, 300 calls)")
     ap.add_argument("--runs", type=int, help="runs per variant, min taken (default 5)")
     ap.add_argument("--calls", type=int, help="trapped calls in the round-trip loop (default 2000)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds one run may take (default 120)")
     args = ap.parse_args(argv)
     runs = args.runs or (2 if args.quick else 5)
     calls = args.calls or (300 if args.quick else 2000)
+    failed = False
 
-    print(f"sh -c '{LOOP}'   (min of {runs} runs, interleaved)")
+    print(f"sh -c '{LOOP}'   (min of {runs} runs, interleaved)", flush=True)
     print(f"{'variant':<42} {'wall s':>8} {'ratio':>7} {'fixed s':>8} {'ratio w/o fixed':>16}")
-    for name, loop, start, ratio, net in bench_ratios(runs):
+    for row in bench_ratios(runs, args.timeout):
+        if len(row) == 2:
+            print(f"{row[0]:<42} error: {row[1]}")
+            failed = True
+            continue
+        name, loop, start, ratio, net = row
         print(f"{name:<42} {loop:8.3f} {ratio:6.2f}x {start:8.3f} {net:15.2f}x")
     print()
     print(f"trapped execve round trip, caller side ({calls} calls, clock_gettime around each)")
@@ -125,11 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         if exe is None:
             print("skipped: no C compiler (gcc/cc) to build bench/c/deny_loop.c")
             return 0
-        print(f"{'variant':<42} {'p50 us':>8} {'p90 us':>8} {'p99 us':>8} {'errno':>7}")
-        for name, r in bench_round_trips(exe, calls):
+        print(f"{'variant':<42} {'p50 us':>8} {'p90 us':>8} {'p99 us':>8} {'errno':>7}", flush=True)
+        for name, r in bench_round_trips(exe, calls, args.timeout):
+            if isinstance(r, str):
+                print(f"{name:<42} error: {r}")
+                failed = True
+                continue
             us = [int(r[k]) / 1000 for k in ("p50_ns", "p90_ns", "p99_ns")]
             print(f"{name:<42} {us[0]:8.1f} {us[1]:8.1f} {us[2]:8.1f} {r['errno']:>7}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
