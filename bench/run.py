@@ -115,6 +115,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--commit", metavar="REV",
                     help="benchmark isod as committed at REV (git archive into a temp dir, first on PYTHONPATH) "
                          "instead of the working tree")
+    ap.add_argument("--src", type=Path, metavar="DIR",
+                    help="benchmark the isod sources in DIR/daemon and DIR/client (a patched copy, say)")
     ap.add_argument("--rerender", type=Path, metavar="PICKLE",
                     help="only write results.md/.png again from a saved run (bench/out/last-run.pickle)")
     ap.add_argument("--out", type=Path, help="where results.md/.png go (default bench/, --quick: bench/out/)")
@@ -138,11 +140,15 @@ def main(argv: list[str]) -> int:
         os.execv(str(py), [str(py), str(Path(__file__).resolve()), *argv])
     t_start = time.monotonic()
     snapshot = use_commit(args.commit) if args.commit else None
+    if args.src:
+        use_src(args.src.resolve())
     from runners import RUNNERS, Context, PreDaemon, describe_failure, run_once, startup_time, unavailable
     from suites import calibrate_loop, make_suites
 
     python = sys.executable
     env_info = environment(python, args.commit)
+    if args.src:
+        env_info["commit"] = f"the sources in {args.src}"
     print(env_info["line"], flush=True)
     spin_n = calibrate_loop()
     tmp = Path(tempfile.mkdtemp(prefix="isod-bench-suites-"))
@@ -197,7 +203,10 @@ def main(argv: list[str]) -> int:
         # 4. memory and CPU per process, py-spy, per-test micro costs
         profile = {}
         if not args.no_profile and daemon is not None:
-            profile = run_profile(args, suites["a"], ctx, python)
+            try:
+                profile = run_profile(args, suites["a"], ctx, python)
+            except Exception as e:  # noqa: BLE001 (the timings above still get written)
+                failures.append(f"profile stage: {type(e).__name__}: {e}")
         # 5. trace ratios and round trips
         trace = None if args.no_trace else run_trace(args)
     finally:
@@ -240,7 +249,7 @@ def write_outputs(state: dict, out: Path, no_chart: bool) -> None:
         panels = [(suites[k].title, [(r.label, ratio(r.median, plain_of(results[k], "median")),
                                       ratio(r.min, plain_of(results[k], "min"))) for r in results[k]])
                   for k in args.suite_list]
-        tr = [(name, rt) for name, _loop, _start, rt, _net in trace["ratios"]] if trace else None
+        tr = [(row[0], row[3]) for row in trace["ratios"] if len(row) == 5] if trace else None
         if draw(out / "results.png", panels, tr):
             print(f"wrote {out / 'results.png'}")
         else:
@@ -293,12 +302,20 @@ def run_trace(args) -> dict:
     runs = 2 if args.quick else 5
     calls = 300 if args.quick else 2000
     print(f"\ntrace bench (min of {runs} runs; {calls} trapped calls) ...", flush=True)
-    out = {"runs": runs, "calls": calls, "ratios": trace_bench.bench_ratios(runs), "trips": None}
-    with tempfile.TemporaryDirectory(prefix="isod-bench-") as tmp:
-        exe = trace_bench.compile_deny_loop(tmp)
-        if exe is not None:
-            out["trips"] = trace_bench.bench_round_trips(exe, calls)
+    out = {"runs": runs, "calls": calls, "ratios": [], "trips": None, "error": None}
+    try:
+        out["ratios"] = trace_bench.bench_ratios(runs, TRACE_TIMEOUT)
+        with tempfile.TemporaryDirectory(prefix="isod-bench-") as tmp:
+            exe = trace_bench.compile_deny_loop(tmp)
+            if exe is not None:
+                out["trips"] = trace_bench.bench_round_trips(exe, calls, TRACE_TIMEOUT)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 (rows say which variant failed; this is the rest)
+        out["error"] = f"{type(e).__name__}: {e}"
+        print(f"trace bench failed: {out['error']}", file=sys.stderr)
     return out
+
+
+TRACE_TIMEOUT = 120.0
 
 
 def use_commit(rev: str) -> Path:
@@ -307,12 +324,18 @@ def use_commit(rev: str) -> Path:
     archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "daemon", "client"], capture_output=True,
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(snap)], input=archive, check=True)
-    paths = [str(snap / "daemon"), str(snap / "client")]
+    use_src(snap)
+    return snap
+
+
+def use_src(src: Path) -> None:
+    """Puts src/daemon and src/client first on PYTHONPATH, for us and every child (workers inherit it)."""
+    paths = [str(src / "daemon"), str(src / "client")]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [os.environ.get("PYTHONPATH")] if p])
     sys.path[:0] = paths
     import isod
-    assert isod.__file__.startswith(str(snap)), isod.__file__
-    return snap
+    if not isod.__file__.startswith(str(src)):
+        raise SystemExit(f"bench: isod still imports from {isod.__file__}, not from {src}")
 
 
 def environment(python: str, rev: str | None = None) -> dict:
@@ -458,12 +481,21 @@ def goal_rows(results: dict, trace: dict | None) -> list[tuple[str, str, bool | 
                            f"2 workers {fmt(w2.median if w2 else None)} s)"),
                     None if sp is None or skey != "b" else sp >= GOAL_SPEEDUP))
     if trace:
-        for name, _loop, _start, rt, net in trace["ratios"]:
-            if name.startswith("isod trace"):
-                out.append((f"tracing ≤ {GOAL_TRACE}× native ({name})", f"{rt:.2f}× ({net:.2f}× without fixed cost)",
-                            rt <= GOAL_TRACE))
+        for row in trace["ratios"]:
+            name = row[0]
+            if not name.startswith("isod trace"):
+                continue
+            if len(row) == 2:
+                out.append((f"tracing ≤ {GOAL_TRACE}× native ({name})", f"failed: {row[1]}", False))
+                continue
+            _name, _loop, _start, rt, net = row
+            out.append((f"tracing ≤ {GOAL_TRACE}× native ({name})", f"{rt:.2f}× ({net:.2f}× without fixed cost)",
+                        rt <= GOAL_TRACE))
         for name, r in trace["trips"] or []:
-            if name.startswith("deny"):
+            if name.startswith("deny") and isinstance(r, str):
+                out.append((f"deny round trip ≤ {GOAL_DENY_US:g} µs p50 ({name.split('(')[0].strip()})",
+                            f"failed: {r}", False))
+            elif name.startswith("deny"):
                 p50 = int(r["p50_ns"]) / 1000
                 out.append((f"deny round trip ≤ {GOAL_DENY_US:g} µs p50 ({name.split('(')[0].strip()})",
                             f"{p50:.1f} µs p50, {int(r['p99_ns']) / 1000:.1f} µs p99", p50 <= GOAL_DENY_US))
@@ -475,12 +507,21 @@ def trace_md(trace: dict) -> str:
          (f"`sh -c 'for i in $(seq 500); do /bin/true; done'`, min of {trace['runs']} runs; the fixed cost is the "
          "same wrapper around one `/bin/true`.\n"),
          "| variant | wall s | × native | fixed s | × native without fixed cost |", "|---|---:|---:|---:|---:|"]
-    for name, loop, start, rt, net in trace["ratios"]:
+    for row in trace["ratios"]:
+        if len(row) == 2:
+            L.append(f"| {row[0]} | failed: {row[1]} | | | |")
+            continue
+        name, loop, start, rt, net = row
         L.append(f"| {name} | {loop:.3f} | {rt:.2f}× | {start:.3f} | {net:.2f}× |")
+    if trace.get("error"):
+        L.append(f"\nThe trace bench stopped: {trace['error']}\n")
     if trace["trips"]:
         L += ["", f"Trapped execve round trip as the caller sees it ({trace['calls']} calls, bench/c/deny_loop.c):\n",
               "| variant | p50 µs | p90 µs | p99 µs | errno |", "|---|---:|---:|---:|---|"]
         for name, r in trace["trips"]:
+            if isinstance(r, str):
+                L.append(f"| {name} | failed: {r} | | | |")
+                continue
             us = [int(r[k]) / 1000 for k in ("p50_ns", "p90_ns", "p99_ns")]
             L.append(f"| {name} | {us[0]:.1f} | {us[1]:.1f} | {us[2]:.1f} | {r['errno']} |")
     L.append("")
