@@ -39,6 +39,9 @@ CHANNEL_OPTIONS = [
 ]
 
 
+TOKEN_ENV = "ISOD_TOKEN"
+
+
 class LinkError(Exception):
     """The daemon could not be reached or started; the message says which and why."""
 
@@ -125,6 +128,7 @@ class Link:
             self.channel = self._channel()
             wait_healthy(self.channel, START_TIMEOUT if self.daemon else CONNECT_TIMEOUT, self.daemon)
             metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
+            open_msg.env.pop(TOKEN_ENV, None)   # workers get the client's environment: not its credential
             self._out.put(pb.ClientMessage(open=open_msg))
             self.responses = pb_grpc.IsodStub(self.channel).Session(self._requests(), metadata=metadata)
         except BaseException as e:   # reported by wait_open in the main thread

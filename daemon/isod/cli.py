@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default=os.environ.get("ISOD_BACKEND", "seccomp"), choices=BACKEND_CHOICES,
                    help="sandbox backend (env ISOD_BACKEND)")
     s.add_argument("--token-file", metavar="FILE", help="bearer token clients must present (required for TCP)")
+    s.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate (chain); needs --tls-key")
+    s.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert (mode 0600)")
     s.add_argument("--grace", type=float, default=10.0, help="seconds running tests get on SIGTERM")
     s.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
 
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return _trace(args)
     if args.command == "serve":
         from .server.app import serve
-        return serve(args.listen, args.workers, args.backend, args.token_file, args.exit_with_parent, args.grace)
+        return serve(args.listen, args.workers, args.backend, args.token_file, args.exit_with_parent, args.grace,
+                     args.tls_cert, args.tls_key)
     if args.command == "status":
         return _status(args)
     return 2

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from ..sandbox import open_backend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
-from .auth import TokenInterceptor, read_token
+from .auth import TokenInterceptor, read_token, tls_credentials
 from .service import IsodService
 from .session import default_workers
 
@@ -67,7 +67,8 @@ def kernel_features() -> dict[str, bool]:
 
 
 def serve(listen: str | None, workers: int | None, backend_name: str, token_file: str | None,
-          exit_with_parent: int | None = None, grace: float = 10.0) -> int:
+          exit_with_parent: int | None = None, grace: float = 10.0,
+          tls_cert: str | None = None, tls_key: str | None = None) -> int:
     if exit_with_parent:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -79,6 +80,7 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     listen = listen or default_listen()
     path = unix_path(listen)
     token = read_token(token_file) if token_file else None
+    tls = tls_credentials(tls_cert, tls_key)
     if path is None and token is None:
         raise SystemExit("isod serve: listening on TCP needs --token-file (anyone could run commands otherwise)")
     if path is not None:
@@ -104,18 +106,21 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = server.add_insecure_port(listen)
+        port = server.add_secure_port(listen, tls) if tls else server.add_insecure_port(listen)
     except RuntimeError as e:
         raise SystemExit(f"isod serve: cannot listen on {listen}: {e}") from None
     if path is None and port == 0:
         raise SystemExit(f"isod serve: cannot listen on {listen}")
+    if path is None:
+        listen = service.listen = f"{listen.rsplit(':', 1)[0]}:{port}"   # HOST:0 picks a free port: say which
     server.start()
     if path is not None:
         os.chmod(path, 0o600)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reason = getattr(backend, "reason", "")
-    log(f"serving on {listen} (backend {backend.name}{': ' + reason if reason else ''}; "
+    security = (" (TLS)" if tls else "") + (" (bearer token required)" if token else "")
+    log(f"serving on {listen}{security} (backend {backend.name}{': ' + reason if reason else ''}; "
         f"{nworkers} workers per session)")
 
     stopping = threading.Event()

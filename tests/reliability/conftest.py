@@ -1,0 +1,15 @@
+"""Fixtures for the reliability tests: a real daemon per module (its process
+tree and resource use are checked, so it is not shared with other folders)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reliability.isod_rpc import Serve
+
+
+@pytest.fixture(scope="module")
+def serve():
+    d = Serve(workers=1)
+    yield d
+    d.stop()
