@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from harness.sandbox import MEDIUM, SMALL, run_in, run_py
@@ -12,8 +10,13 @@ pytestmark = pytest.mark.medium   # these tests start sandboxed processes
 
 
 def test_shell_pipeline_is_recorded_with_argv_and_parents(backend):
-    r = run_in(backend, ["sh", "-c", "ls / | wc -l"])
-    assert r.rc == 0 and int(r.out.strip()) > 0
+    for _ in range(3):
+        r = run_in(backend, ["sh", "-c", "ls / | wc -l"])
+        # known limit (docs/threat-model.md): a SIGCHLD landing while a trapped
+        # fork waits to be received fails that fork with EINTR ("Cannot fork")
+        if "Cannot fork" not in r.err:
+            break
+    assert r.rc == 0 and int(r.out.strip()) > 0, r.err
     execs = r.of("execve")
     cmds = [e.argv for e in execs]
     assert cmds[0] == ["sh", "-c", "ls / | wc -l"]
