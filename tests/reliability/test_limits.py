@@ -139,6 +139,7 @@ def test_memory_bomb_kills_only_its_own_process(tree):
     line = t.proc.stdout.readline().decode()
     assert line.split() == ["bomb", str(-signal.SIGKILL), "sibling", "alive", "True"], line
     assert t.proc.poll() is None                  # the "worker" lives on
+    assert t.limits.oom_kills() == 1              # and the daemon can say why the bomb died
 
 
 def test_rlimit_fallback_memory_bomb_gets_memoryerror(tree):
@@ -242,3 +243,36 @@ def test_cgroups_of_a_dead_daemon_are_emptied_and_removed_at_the_next_start(tmp_
         sleeper.kill()
         sleeper.wait()
         made["pids"].remove()
+
+
+def test_with_a_sandboxed_tree_the_sweep_lets_the_supervisor_release_it():
+    """As the daemon will use it: a seccomp-sandboxed worker stand-in, medium rule,
+    capped fork loop; after the sweep and the root's exit the backend lets go of the tree."""
+    from harness.sandbox import MEDIUM
+    from isod.sandbox import open_backend
+
+    backend = open_backend("seccomp")
+    try:
+        box = backend.spawn([sys.executable, "-c", WAITER, "sh", "-c",
+                             "for i in $(seq 50); do sleep 30 >/dev/null 2>&1 & done; exec sleep 30"],
+                            rule=MEDIUM, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        limits = TreeLimits(box.pid, CAP)
+        try:
+            if not limits.mechanism["pids"].startswith("cgroup"):
+                pytest.skip("no pids cgroup here")
+            limits.apply("medium")
+            box.popen.stdin.write(b"go\n")
+            box.popen.stdin.close()
+            assert box.popen.wait(10) != 0          # the shell hit the cap
+            assert not box.released.wait(0.3)       # its sleepers keep the tree alive
+            swept = limits.sweep()
+            assert 0 < len(swept) < 16 and all(cmd == "sleep 30" for _, cmd in swept), swept
+            assert box.released.wait(5)             # nothing left under the filter
+            forks = [e for e in box.take_events() if e.syscall in ("clone", "fork", "vfork")]
+            assert forks and all(e.decision == "allow" for e in forks)
+        finally:
+            limits.sweep()
+            box.kill()
+            limits.close()
+    finally:
+        backend.close()

@@ -283,9 +283,28 @@ class TreeLimits:
         want = (config or self.config).for_size(size_name)
         if want == self.applied:
             return
-        self._apply_pids(want.pids)
-        self._apply_memory(want.memory)
+        try:
+            self._apply_pids(want.pids)
+            self._apply_memory(want.memory)
+        except OSError as e:   # never let a limit break a test start: say why instead
+            self.notes.append(f"limits for {size_name} not applied: {e}")
         self.applied = want
+
+    def oom_kills(self) -> int:
+        """Processes of the tree the kernel killed for the memory limit so far
+        (to say "killed by the memory limit" rather than just "signal 9")."""
+        cg = self._cgroups.get("memory")
+        if cg is None:
+            return 0
+        try:
+            text = cg.read("memory.events" if cg.version == 2 else "memory.oom_control")
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
 
     def _apply_pids(self, n: int | None) -> None:
         cg = self._cgroups.get("pids")
