@@ -54,7 +54,7 @@ class Controller:
             return
         opts = self.config.option
         self.link.open_async(pb.SessionOpen(
-            python=sys.executable, cwd=str(self.config.invocation_params.dir), env=dict(os.environ),
+            python=sys.executable, cwd=str(self.config.invocation_params.dir), env=worker_env(),
             pytest_args=worker_args(self.config), workers=opts.isod_workers or 0,
             enforcement=ENFORCEMENT_TO_PB[self.enforcement],
             max_worker_restart=opts.isod_max_worker_restart or 0))
@@ -203,6 +203,11 @@ class Controller:
     def pytest_sessionfinish(self, session) -> None:
         self.report.write()
         self.link.close(session_ended=self.ended)
+
+
+def worker_env() -> dict[str, str]:
+    """The client's environment for its workers, less isod's own secrets and addresses."""
+    return {k: v for k, v in os.environ.items() if k not in ("ISOD_TOKEN", "ISOD_TARGET")}
 
 
 def _from_json(phase: pb.PhaseReport) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import sys
 import threading
 
 import grpc
@@ -90,8 +91,15 @@ def batched(out: queue.SimpleQueue):
         yield msg
 
 
+# A trapped caller waits while the supervisor thread waits for the GIL; with
+# the default 5 ms switch interval a busy gRPC or reader thread can hold it
+# that long (and a signal landing meanwhile fails a pending fork with EINTR).
+SWITCH_INTERVAL_S = 0.0005
+
+
 class IsodService(pb_grpc.IsodServicer):
     def __init__(self, backend, log, default_workers: int, listen: str, features: dict[str, bool]) -> None:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.backend = backend
         self.log = log
         self.default_workers = default_workers
