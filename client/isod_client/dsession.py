@@ -153,6 +153,8 @@ class Controller:
             if limit and took > limit:
                 self._warn(item, f"[TC006] {res.nodeid} ({size.value}) took {took:.2f} s, "
                                  f"past its limit of {limit:g} s")
+        for text in res.warnings:
+            self._warn(item, text, pytest.PytestWarning)
         for rep in reports:
             ihook.pytest_runtest_logreport(report=rep)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -181,8 +183,8 @@ class Controller:
             del target.wasxfail
         return reports
 
-    def _warn(self, item, text: str) -> None:
-        msg = warnings.WarningMessage(IsodViolationWarning(text), IsodViolationWarning,
+    def _warn(self, item, text: str, category=IsodViolationWarning) -> None:
+        msg = warnings.WarningMessage(category(text), category,
                                       item.location[0], (item.location[1] or 0) + 1)
         item.ihook.pytest_warning_recorded.call_historic(kwargs=dict(
             warning_message=msg, when="runtest", nodeid=item.nodeid, location=None))

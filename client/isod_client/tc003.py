@@ -71,6 +71,8 @@ def attempt_lines(result: pb.TestResult) -> list[str]:
                     line += f"   (at {intent.site})"
             else:
                 line = f"Attempted {_LABEL[ev.syscall]} from pid {ev.pid} (no command: blocked before any exec)"
+        elif ev.syscall == "connect":
+            line = f"Attempted to have the isod daemon run tests for it: {ev.path}"
         else:
             line = f"Attempted {ev.syscall}"
         if line not in lines:

@@ -181,11 +181,6 @@ def test_leaves_a_setsid_sleeper():
 '''
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "processes a test leaves running survive the session (design §1: no orphan survives a session): "
-    "WorkerHandle kills the worker's process group only on kill(), nothing when the worker exits normally, "
-    "and a setsid() child escapes the group anyway; the session also waits 5 s in _finish_after_exit "
-    "(box.released) for them. Fix: wire isod.server.limits.TreeLimits.sweep() (the cgroup finds both)"))
 def test_processes_a_test_leaves_running_do_not_outlive_the_session(tmp_path, serve):
     def sleepers():
         found = []

@@ -42,6 +42,18 @@ def install(bpf: bytes, flags: int) -> int:
     return kernel.install_filter(bpf, flags)
 
 
+PR_CAPBSET_DROP = 24
+CAP_SYS_PTRACE = 19
+
+
+def drop_ptrace_capability() -> None:
+    """Out of the bounding set before exec: a root worker then cannot override
+    the daemon's non-dumpable flag (read /proc/<daemon>/mem, process_vm_writev).
+    Tracing one's own children needs no capability. Best effort: without
+    CAP_SETPCAP there is no such capability to drop in the first place."""
+    kernel.libc.prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0)
+
+
 def resolve(name: str) -> str:
     """PATH search done here, so the sandbox sees one execve, not one per PATH entry."""
     if "/" in name:
@@ -59,6 +71,7 @@ def main(argv: list[str]) -> int:
     cmd = argv[4:]
     sock = _socket.socket(fileno=sock_fd)
     bpf = _read_all(bpf_fd)
+    drop_ptrace_capability()
     try:
         if mode == "notif":
             listener = install(bpf, kernel.SECCOMP_FILTER_FLAG_NEW_LISTENER)

@@ -14,10 +14,12 @@ from .. import __version__
 from ..sandbox import SandboxError
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
+from . import peers
 from .session import Session
 
 MAX_ITEMS = 1_000_000
 MAX_NODEID = 65536
+MAX_TIMEOUT_S = 7 * 86400.0
 
 
 class Reject(Exception):
@@ -56,8 +58,9 @@ def validate_run(run: pb.RunTests) -> None:
         if it.size not in (pb.SMALL, pb.MEDIUM, pb.LARGE, pb.XLARGE):
             raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
                          f"test {it.nodeid!r} has an unknown size ({it.size}); known: small, medium, large, xlarge")
-        if it.timeout_s < 0 or it.timeout_s != it.timeout_s:
-            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"test {it.nodeid!r} has a bad timeout {it.timeout_s}")
+        if not 0 <= it.timeout_s <= MAX_TIMEOUT_S:   # also rejects NaN and inf
+            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"test {it.nodeid!r} has a bad timeout {it.timeout_s} "
+                                                            f"(0 for none, at most {MAX_TIMEOUT_S:g} s)")
         if it.nodeid in seen:
             raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"test {it.nodeid!r} is listed twice")
         seen.add(it.nodeid)
@@ -118,6 +121,11 @@ class IsodService(pb_grpc.IsodServicer):
         except Reject as r:
             self.log(f"rejected a session: {r}")
             context.abort(r.code, str(r))
+        intruder = self._sandboxed_peer()
+        if intruder:
+            self.log(f"refused a session from inside a sandbox: {intruder}")
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"isod refuses sessions from its own small tests ({intruder})")
         sid = f"s{next(self._ids)}"
         session = Session(sid, opened, self.backend, self.log, self.default_workers)
         with self._lock:
@@ -154,12 +162,40 @@ class IsodService(pb_grpc.IsodServicer):
                     pass   # the tests were all sent with `run`
                 else:
                     raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"unexpected `{kind}` message mid-session")
+            if session.items is None:
+                raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
+                             "the client ended its requests before sending its tests (`run`)")
         except Reject as r:
             self.log(f"session {session.sid} rejected: {r}")
             session.out.put(r)     # ahead of the end that abort() queues
             session.abort()
         except Exception:
             session.abort()   # the stream broke: the client is gone
+
+    def _sandboxed_peer(self) -> str:
+        """A small test connected to this daemon to have it spawn for it? The
+        kernel knows who holds the client end of each accepted connection
+        (gRPC Python cannot tell us): match those against the trees of
+        workers running a small test under strict enforcement."""
+        path = self.listen[len("unix://"):] if self.listen.startswith("unix://") else None
+        if path is None:
+            return ""
+        with self._lock:
+            watched = {w.pid: w for s in self.sessions.values() for w in list(s.workers.values())
+                       if w.enforcing and w.running is not None and w.running.item.size == pb.SMALL}
+        if not watched:
+            return ""
+        members = {pid: w for w in watched.values() for pid in w.limits.members()}
+        try:
+            found = peers.connected_to(path, members)
+        except OSError:
+            return ""
+        for pid in found:
+            w = members[pid]
+            test = w.running.item.nodeid if w.running else "?"
+            w.flag(f"connected to the isod daemon's socket to open a session (pid {pid})")
+            return f"pid {pid} of worker {w.name}, running small test {test}"
+        return ""
 
     def Status(self, request, context):
         with self._lock:

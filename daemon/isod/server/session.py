@@ -25,7 +25,9 @@ MAX_IN_FLIGHT = 32
 
 
 class Session:
-    def __init__(self, sid: str, open_msg: pb.SessionOpen, backend, log, default_workers: int) -> None:
+    def __init__(self, sid: str, open_msg: pb.SessionOpen, backend, log, default_workers: int,
+                 limits=None) -> None:
+        self.limits = limits
         self.sid = sid
         self.open = open_msg
         self.backend = backend
@@ -63,7 +65,9 @@ class Session:
         name = f"w{self._seq}"
         self.started_workers += 1
         w = WorkerHandle(name, self.backend, self.open, on_collected=self._on_collected,
-                         on_result=self._on_result, on_output=self._on_output, on_exit=self._on_exit)
+                         on_result=self._on_result, on_output=self._on_output, on_exit=self._on_exit,
+                         limits=self.limits)
+        w.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
         self.workers[name] = w
 
     def run(self, msg: pb.RunTests) -> None:
@@ -81,6 +85,8 @@ class Session:
 
     def stop(self, reason: str) -> None:
         with self.lock:
+            if self.items is None:
+                self.items = []     # stopped before sending tests: nothing to wait for
             self.stopped = True
             self.todo.clear()
             for w in self.workers.values():

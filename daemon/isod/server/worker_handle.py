@@ -24,6 +24,7 @@ from .. import channel, policy
 from ..sandbox import Box
 from ..v1 import isod_pb2 as pb
 from .convert import SIZE_FROM_PB, event_to_pb
+from .limits import LimitsConfig, TreeLimits
 
 WORKER_PLUGIN = "isod.worker.plugin"
 READ_BATCH_DELAY = 0.0005
@@ -46,9 +47,10 @@ class WorkerHandle:
                  on_collected: Callable[["WorkerHandle", pb.Collected], None],
                  on_result: Callable[["WorkerHandle", pb.TestResult], None],
                  on_output: Callable[["WorkerHandle", bytes, bool], None],
-                 on_exit: Callable[["WorkerHandle"], None]) -> None:
+                 on_exit: Callable[["WorkerHandle"], None], limits: LimitsConfig | None = None) -> None:
         self.name = name
         self.on_collected, self.on_result, self.on_output, self.on_exit = on_collected, on_result, on_output, on_exit
+        self.on_log: Callable[[str], None] = lambda msg: None
         self.assigned: list[pb.TestItem] = []     # sent, not finished (the running one first)
         self.finish_sent = False
         self.running: Running | None = None
@@ -77,6 +79,9 @@ class WorkerHandle:
             worker_end.close()
         self.pid = self.box.pid
         self.box.before_decision = self.pump
+        # per-size pids/memory limits on the tree, and the sweep of strays
+        self.limits = TreeLimits(self.pid, limits)
+        self.reported_strays: set[int] = set()
         self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._read_loop, name=f"isod-{name}", daemon=True)
         self._thread.start()
@@ -174,6 +179,8 @@ class WorkerHandle:
             self.running = Running(item=item, t0=msg.started.t_ns / 1e9 or time.monotonic(),
                                    t0_ns=msg.started.t_ns or time.monotonic_ns())
             self.box.rule = policy.rule_for(size) if self.enforcing else policy.IDLE
+            if size is not None:
+                self.limits.apply(size.value)
         elif kind == "report":
             run = self.running
             if run is None:
@@ -192,10 +199,31 @@ class WorkerHandle:
                 self.box.rule = policy.IDLE
             self.on_result(self, pb.TestResult(
                 nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
-                intents=msg.finished.intents, worker=self.name))
+                intents=msg.finished.intents, worker=self.name, warnings=self._strays(run)))
         elif kind == "collected":
             self.collected = True
             self.on_collected(self, msg.collected)
+
+    def flag(self, what: str) -> None:
+        """A violation found outside the trap path (the daemon's socket): the
+        running test fails with TC003 like a trapped spawn."""
+        with self._lock:
+            if self.running is not None:
+                self.running.events.append(pb.SpawnEvent(
+                    t_ns=time.monotonic_ns(), pid=self.pid, tid=self.pid, syscall="connect", decision="deny",
+                    phase=self.running.phase, path=what,
+                    offset_s=(time.monotonic_ns() - self.running.t0_ns) / 1e9))
+
+    def _strays(self, run: Running) -> list[str]:
+        """Processes this test started that are still running (they are killed
+        when the worker ends: a session fixture's server may legitimately
+        outlive the test that started it). Looked for only after an allowed spawn."""
+        if not any(e.decision == "allow" and e.syscall in SPAWNS for e in run.events):
+            return []
+        strays = self.limits.members() - {self.pid} - self.reported_strays
+        self.reported_strays |= strays
+        return [f"{run.item.nodeid} left process {pid} running: {_command(pid)} "
+                "(isod kills it when the worker ends)" for pid in sorted(strays)]
 
     def _cut(self, run: Running) -> None:
         self.box.settle()
@@ -236,6 +264,11 @@ class WorkerHandle:
             self.kill()
             status = self.box.popen.wait()
         self.exit_status = status
+        left = self.limits.sweep()      # no process of the session outlives its worker
+        self.limits.close()
+        if left:
+            self.on_log(f"worker {self.name}: killed {len(left)} leftover process(es): "
+                        + ", ".join(f"{pid} {cmd}" for pid, cmd in left[:5]))
         with self._lock:
             self.exited = True
             run = self.running
@@ -273,6 +306,17 @@ class WorkerHandle:
         """Items sent to this worker that it never started (to hand to another)."""
         with self._lock:
             return list(self.assigned)
+
+
+SPAWNS = ("fork", "vfork", "clone")
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return " ".join(a.decode(errors="replace") for a in f.read().split(b"\0") if a) or "?"
+    except OSError:
+        return "?"
 
 
 def _signame(sig: int) -> str:
