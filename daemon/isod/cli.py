@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate (chain); needs --tls-key")
     s.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert (mode 0600)")
     s.add_argument("--grace", type=float, default=10.0, help="seconds running tests get on SIGTERM")
+    s.add_argument("--limits", metavar="SPEC", default="",
+                   help="per-size limits on a worker's tree, e.g. medium.pids=256,large.memory=8G,small.memory=off "
+                        "(defaults: pids 512 for medium and up, memory 2G small, 4G medium, 8G large/xlarge)")
     s.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
 
     st = sub.add_parser("status", help="ask a daemon for its status")
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from .server.app import serve
         return serve(args.listen, args.workers, args.backend, args.token_file, args.exit_with_parent, args.grace,
-                     args.tls_cert, args.tls_key)
+                     args.tls_cert, args.tls_key, args.limits)
     if args.command == "status":
         return _status(args)
     return 2

@@ -212,7 +212,7 @@ def test_apply_switches_limits_per_size_and_close_removes_the_cgroups(tree):
 
 
 def test_config_parse_and_defaults():
-    assert DEFAULT_CONFIG.for_size("medium") == SizeLimits(512, 2 * GiB)
+    assert DEFAULT_CONFIG.for_size("medium") == SizeLimits(512, 4 * GiB)
     assert DEFAULT_CONFIG.for_size("small").pids is None
     cfg = LimitsConfig.parse("medium.pids=100, medium.memory=512M, large.memory=off")
     assert cfg.for_size("medium") == SizeLimits(100, 512 << 20)

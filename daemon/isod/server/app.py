@@ -19,6 +19,7 @@ from ..sandbox import open_backend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
 from .auth import TokenInterceptor, read_token, tls_credentials
+from .limits import LimitsConfig, remove_stale_cgroups
 from .service import IsodService
 from .session import default_workers
 
@@ -68,7 +69,7 @@ def kernel_features() -> dict[str, bool]:
 
 def serve(listen: str | None, workers: int | None, backend_name: str, token_file: str | None,
           exit_with_parent: int | None = None, grace: float = 10.0,
-          tls_cert: str | None = None, tls_key: str | None = None) -> int:
+          tls_cert: str | None = None, tls_key: str | None = None, limits: str = "") -> int:
     if exit_with_parent:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -92,9 +93,15 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
         if os.path.exists(path):
             os.unlink(path)
 
+    try:
+        limits_config = LimitsConfig.parse(limits)
+    except ValueError as e:
+        raise SystemExit(f"isod serve: --limits: {e}") from None
+    for pid, cmd in remove_stale_cgroups():
+        log(f"killed {pid} ({cmd}), left in the cgroup of a daemon that died")
     backend = open_backend(backend_name)
     nworkers = workers or default_workers()
-    service = IsodService(backend, log, nworkers, listen, kernel_features())
+    service = IsodService(backend, log, nworkers, listen, kernel_features(), limits_config)
     interceptors = [TokenInterceptor(token, log)] if token else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="isod-grpc"),

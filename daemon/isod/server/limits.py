@@ -78,9 +78,9 @@ class LimitsConfig:
 # them; their threads stay unlimited. Memory: one bound for every size.
 DEFAULT_SIZES = {
     "small": SizeLimits(pids=None, memory=2 * GiB),
-    "medium": SizeLimits(pids=512, memory=2 * GiB),
-    "large": SizeLimits(pids=512, memory=2 * GiB),
-    "xlarge": SizeLimits(pids=512, memory=2 * GiB),
+    "medium": SizeLimits(pids=512, memory=4 * GiB),
+    "large": SizeLimits(pids=512, memory=8 * GiB),
+    "xlarge": SizeLimits(pids=512, memory=8 * GiB),
 }
 DEFAULT_CONFIG = LimitsConfig()
 

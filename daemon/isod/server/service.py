@@ -101,7 +101,9 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 class IsodService(pb_grpc.IsodServicer):
-    def __init__(self, backend, log, default_workers: int, listen: str, features: dict[str, bool]) -> None:
+    def __init__(self, backend, log, default_workers: int, listen: str, features: dict[str, bool],
+                 limits=None) -> None:
+        self.limits = limits
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.backend = backend
         self.log = log
@@ -127,7 +129,7 @@ class IsodService(pb_grpc.IsodServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"isod refuses sessions from its own small tests ({intruder})")
         sid = f"s{next(self._ids)}"
-        session = Session(sid, opened, self.backend, self.log, self.default_workers)
+        session = Session(sid, opened, self.backend, self.log, self.default_workers, self.limits)
         with self._lock:
             self.sessions[sid] = session
         context.add_callback(session.abort)      # the client went away: kill its workers
