@@ -117,6 +117,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                          "instead of the working tree")
     ap.add_argument("--src", type=Path, metavar="DIR",
                     help="benchmark the isod sources in DIR/daemon and DIR/client (a patched copy, say)")
+    ap.add_argument("--profile-only", action="store_true",
+                    help="redo only the memory/CPU/py-spy stage into bench/out/last-run.pickle, then write results")
     ap.add_argument("--rerender", type=Path, metavar="PICKLE",
                     help="only write results.md/.png again from a saved run (bench/out/last-run.pickle)")
     ap.add_argument("--out", type=Path, help="where results.md/.png go (default bench/, --quick: bench/out/)")
@@ -146,6 +148,8 @@ def main(argv: list[str]) -> int:
     from suites import calibrate_loop, make_suites
 
     python = sys.executable
+    if args.profile_only:
+        return profile_only(args, python)
     env_info = environment(python, args.commit)
     if args.src:
         env_info["commit"] = f"the sources in {args.src}"
@@ -226,6 +230,27 @@ def main(argv: list[str]) -> int:
     if failures:
         print("\nFAILED RUNS:\n" + "\n\n".join(failures), file=sys.stderr)
         return 1
+    return 0
+
+
+def profile_only(args, python: str) -> int:
+    from runners import Context, PreDaemon
+    from suites import make_suites
+    with open(HERE / "out" / "last-run.pickle", "rb") as f:
+        state = pickle.load(f)
+    tmp = Path(tempfile.mkdtemp(prefix="isod-bench-suites-"))
+    ctx = Context(python=python)
+    try:
+        suites = make_suites(tmp, state["args"].quick, state["spin_n"])
+        ctx.daemon = PreDaemon(python)
+        state["profile"] = run_profile(state["args"], suites["a"], ctx, python)
+    finally:
+        if ctx.daemon is not None:
+            ctx.daemon.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    with open(HERE / "out" / "last-run.pickle", "wb") as f:
+        pickle.dump(state, f)
+    write_outputs(state, args.out if args.out != HERE / "out" else state["args"].out, state["args"].no_chart)
     return 0
 
 

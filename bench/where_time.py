@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -82,18 +83,22 @@ class Sampled:
     client_peak_rss: int
 
 
-def _role(cmdline: list[str]) -> str | None:
-    text = " ".join(cmdline)
-    if "isod serve" in text or "isod.cli serve" in text:
-        return "daemon"
-    if "isod.worker.plugin" in text:
+def _role(proc: psutil.Process, client_pid: int | None = None) -> str | None:
+    """`isod serve` under anything but a daemon is a daemon; whatever a daemon started is a worker,
+    even while its command line is still the daemon's (forked, not yet exec'd) or the launcher's."""
+    def is_daemon(p: psutil.Process) -> bool:
+        text = " ".join(p.cmdline())
+        return "isod serve" in text or "isod.cli serve" in text
+    ancestors = proc.parents()
+    if any(is_daemon(a) for a in ancestors):
         return "worker"
-    if "pytest" in text:
-        return "client"
+    if is_daemon(proc):
+        return "daemon"
     return None
 
 
-def sample_run(suite: Suite, ctx: Context, key: str = "isod-daemon", period: float = 0.01) -> Sampled:
+def sample_run(suite: Suite, ctx: Context, key: str = "isod-daemon", period: float = 0.01,
+               timeout: float = 60.0) -> Sampled:
     """One run, psutil sampling the client, the daemon (pre-started: idle RSS too) and the workers."""
     runner = RUNNERS[key]
     daemon = ctx.daemon if runner.prestarted else None
@@ -114,6 +119,9 @@ def sample_run(suite: Suite, ctx: Context, key: str = "isod-daemon", period: flo
     roots = [p.pid] + ([daemon.proc.pid] if daemon else [])
     procs: dict[int, psutil.Process] = {}
     while p.poll() is None:
+        if time.perf_counter() - t > timeout:
+            p.kill()
+            break
         for root in roots:
             try:
                 rp = psutil.Process(root)
@@ -123,7 +131,8 @@ def sample_run(suite: Suite, ctx: Context, key: str = "isod-daemon", period: flo
             for proc in tree:
                 if proc.pid not in procs:
                     try:
-                        role = "client" if proc.pid == p.pid else _role(proc.cmdline())
+                        role = "client" if proc.pid == p.pid else (
+                            "daemon" if daemon is not None and proc.pid == daemon.proc.pid else _role(proc, p.pid))
                     except psutil.Error:
                         continue
                     if role is None:
@@ -152,7 +161,11 @@ def sample_run(suite: Suite, ctx: Context, key: str = "isod-daemon", period: flo
         # the daemon's own CPU in this run (its reaped workers are counted as workers)
         stats[daemon.proc.pid].cpu = ct.user + ct.system - (base.user + base.system)
     from runners import outcome
-    ok = outcome(b"".join(out_chunks).decode(errors="replace")) == suite.expect
+    text = b"".join(out_chunks).decode(errors="replace")
+    ok = outcome(text) == suite.expect
+    if not ok:
+        print(f"sampled run of {key}: wrong outcome, its output ends:\n" + "\n".join(text.splitlines()[-20:]),
+              file=sys.stderr)
     ps = sorted(stats.values(), key=lambda s: ("client", "daemon", "worker").index(s.role))
     dstat = [s for s in ps if s.role == "daemon"]
     return Sampled(
@@ -207,7 +220,7 @@ def pyspy_run(suite: Suite, ctx: Context, out_dir: Path, pyspy: str, key: str = 
             if c.pid in seen:
                 continue
             try:
-                role = _role(c.cmdline())
+                role = _role(c, client.pid)
             except psutil.Error:
                 continue
             if role in ("daemon", "worker"):
