@@ -17,7 +17,7 @@ SIZES = [s.value for s in Size]
 ENFORCEMENTS = ("strict", "warn", "off")
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager) -> None:
     group = parser.getgroup("isod", "isod: kernel-enforced test sizes")
     group.addoption("--isod-target", default=os.environ.get("ISOD_TARGET"), metavar="ADDR",
                     help="daemon address (unix:///path or host:port; env ISOD_TARGET). "
@@ -35,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="sandbox backend of the embedded daemon")
     group.addoption("--isod-max-worker-restart", type=int, default=None, metavar="N",
                     help="stop the run after N worker crashes (default: 4 + workers)")
-    if not _registered(parser, "--test-categories-enforcement") and not _has_test_categories():
+    if not _registered(parser, "--test-categories-enforcement") and not _test_categories_will_load(pluginmanager):
         group.addoption("--test-categories-enforcement", dest="test_categories_enforcement", default=None,
                         choices=ENFORCEMENTS, help="strict: fail violations; warn: warn; off: only record")
     for name, help_text in (
@@ -58,16 +58,20 @@ def _registered(parser: pytest.Parser, name: str) -> bool:
     return any(name in opt.names() for g in groups for opt in g.options)
 
 
-def _has_test_categories() -> bool:
-    """pytest-test-categories owns --test-categories-enforcement when installed
-    (it may load after us): share its option instead of clashing with it."""
+def _test_categories_will_load(pluginmanager) -> bool:
+    """pytest-test-categories owns --test-categories-enforcement when it loads
+    (possibly after us, from its entry point): share its option then. It does
+    not load when plugin autoload is off or its entry point is blocked."""
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:
-        distribution("pytest-test-categories")
-        return True
+        dist = distribution("pytest-test-categories")
     except PackageNotFoundError:
         return False
+    names = [ep.name for ep in dist.entry_points if ep.group == "pytest11"]
+    if not names or os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return any(pluginmanager.has_plugin(n) for n in names)
+    return not any(pluginmanager.is_blocked(n) for n in names)
 
 
 def pytest_configure(config: pytest.Config) -> None:

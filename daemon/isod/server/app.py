@@ -106,7 +106,12 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="isod-grpc"),
         interceptors=interceptors, maximum_concurrent_rpcs=200,
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)],
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE),
+                 # clients ping every 5 s to notice a dead daemon; gRPC's server default
+                 # (one ping per 5 min without data) would end a quiet session with "too many pings"
+                 ("grpc.http2.min_recv_ping_interval_without_data_ms", 4000),
+                 ("grpc.http2.max_ping_strikes", 0),
+                 ("grpc.keepalive_permit_without_calls", 1)],
     )
     pb_grpc.add_IsodServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
