@@ -102,8 +102,8 @@ libc.process_vm_readv.argtypes = [
     ctypes.POINTER(IOVec), ctypes.c_ulong, ctypes.c_ulong,
 ]
 PAGE = os.sysconf("SC_PAGE_SIZE")
-MAX_ARGS = 256          # argv entries recorded; the rest is marked as cut
-MAX_ARG_LEN = 4096      # bytes per string
+MAX_ARGS = 256          # argv entries recorded; more mark the argv as cut
+MAX_ARG_LEN = 4096      # bytes per string recorded; a longer one marks it as cut
 
 
 class MemReader:
@@ -131,8 +131,6 @@ class MemReader:
         self._addrs = [base + i * self.FIRST for i in range(MAX_ARGS)]
         for i, a in enumerate(self._addrs):
             self._local[i].base = a
-        self._ptrs = (ctypes.c_uint64 * MAX_ARGS)()
-        self._ptrs_addr = ctypes.addressof(self._ptrs)
 
     def read(self, pid: int, addr: int, size: int) -> bytes:
         """Up to size bytes (at most a page) at addr; shorter if unmapped."""
@@ -143,53 +141,72 @@ class MemReader:
         return ctypes.string_at(self._buf_addr, n) if n > 0 else b""
 
     def string(self, pid: int, addr: int) -> bytes | None:
+        """The C string at addr, at most MAX_ARG_LEN bytes; None if unreadable."""
+        s, _cut = self.string_cut(pid, addr)
+        return s or None
+
+    def string_cut(self, pid: int, addr: int) -> tuple[bytes, bool]:
+        """(the C string at addr, cut): read page by page up to MAX_ARG_LEN + 1
+        bytes; cut when it has no NUL within them (kept: MAX_ARG_LEN bytes).
+        What was readable if a page is not. The C twin: _notif.c read_str."""
         if not addr:
-            return None
+            return b"", False
         out = b""
-        while len(out) < MAX_ARG_LEN:
-            chunk = self.read(pid, addr, PAGE - addr % PAGE)
+        limit = MAX_ARG_LEN + 1
+        while len(out) < limit:
+            chunk = self.read(pid, addr, min(PAGE - addr % PAGE, limit - len(out)))
             if not chunk:
-                return out if out else None
+                return out, False
             end = chunk.find(b"\0")
             if end >= 0:
-                return out + chunk[:end]
+                return out + chunk[:end], False
             out += chunk
             addr += len(chunk)
-        return out
+        return out[:MAX_ARG_LEN], True
 
     def string_array(self, pid: int, addr: int) -> list[bytes]:
         """A NULL-terminated char*[] (argv): typically two syscalls."""
+        return self.argv(pid, addr, 8)[0]
+
+    def string_array32(self, pid: int, addr: int) -> list[bytes]:
+        """A NULL-terminated array of 32-bit pointers: argv of an i386 execve."""
+        return self.argv(pid, addr, 4)[0]
+
+    def argv(self, pid: int, addr: int, wide: int = 8) -> tuple[list[bytes], bool]:
+        """(strings, cut) of a NULL-terminated array of `wide`-byte pointers.
+
+        The pointers are read page by page (up to MAX_ARGS + 1 of them: more
+        than MAX_ARGS marks the result as cut), then the first FIRST bytes of
+        every string in one process_vm_readv, then the strings that did not
+        end there one by one. The C twin: _notif.c read_exec.
+        """
         if not addr:
-            return []
-        # the pointer array, clipped to its page (a second read if it runs on)
-        want = min(MAX_ARGS * 8, PAGE - addr % PAGE)
-        self._one_local.base = self._ptrs_addr
-        self._one_local.len = want
-        self._one_remote.base = addr
-        self._one_remote.len = want
-        n = _vm_readv(pid, self._one_local_ref, 1, self._one_remote_ref, 1, 0)
-        self._one_local.base = self._buf_addr
-        if n <= 0:
-            return []
-        words = n // 8
-        ptrs = self._ptrs[:words]
-        try:
-            count = ptrs.index(0)
-        except ValueError:
-            count = words
-            if words < MAX_ARGS:
-                more = self.read(pid, addr + n, min(PAGE, (MAX_ARGS - words) * 8))
-                ptrs += [int.from_bytes(more[i:i + 8], "little") for i in range(0, len(more) - 7, 8)]
-                count = ptrs.index(0) if 0 in ptrs else len(ptrs)
-        ptrs = ptrs[:count]
-        if not ptrs:
-            return []
+            return [], False
+        total = (MAX_ARGS + 1) * wide
+        fmt = "Q" if wide == 8 else "I"
+        raw = b""
+        ptrs: list[int] = []
+        ended = False
+        while len(raw) < total and not ended and len(ptrs) <= MAX_ARGS:
+            a = addr + len(raw)
+            chunk = self.read(pid, a, min(PAGE - a % PAGE, total - len(raw)))
+            if not chunk:
+                break
+            raw += chunk
+            words = memoryview(raw)[: len(raw) - len(raw) % wide].cast(fmt).tolist()[len(ptrs):]
+            if 0 in words:
+                words = words[: words.index(0)]
+                ended = True
+            ptrs += words
+        cut = len(ptrs) > MAX_ARGS
+        count = len(ptrs) if not cut else MAX_ARGS
+        if not count:
+            return [], cut
         local, remote, first = self._local, self._remote, self.FIRST
         lens = []
-        for i, p in enumerate(ptrs):
-            ln = PAGE - p % PAGE
-            if ln > first:
-                ln = first
+        for i in range(count):
+            p = ptrs[i]
+            ln = min(PAGE - p % PAGE, first)
             remote[i].base = p
             remote[i].len = ln
             local[i].len = ln
@@ -200,30 +217,21 @@ class MemReader:
         for i, ln in enumerate(lens):
             if got < ln:
                 # this one failed part-way (unmapped page): the rest one by one
-                out.extend(self.string(pid, q) or b"" for q in ptrs[i:])
+                for q in ptrs[i:count]:
+                    s, c = self.string_cut(pid, q)
+                    out.append(s)
+                    cut = cut or c
                 break
             got -= ln
             s = string_at(addrs[i], ln)
             end = s.find(b"\0")
-            out.append(s[:end] if end >= 0 else (self.string(pid, ptrs[i]) or b""))
-        return out
-
-    def string_array32(self, pid: int, addr: int) -> list[bytes]:
-        """A NULL-terminated array of 32-bit pointers: argv of an i386 execve.
-        Off the hot path (only `int 0x80` callers get here)."""
-        out: list[bytes] = []
-        while addr and len(out) < MAX_ARGS:
-            raw = self.read(pid, addr, min(PAGE - addr % PAGE, (MAX_ARGS - len(out)) * 4))
-            raw = raw[: len(raw) - len(raw) % 4]
-            if not raw:
-                break
-            for i in range(0, len(raw), 4):
-                p = int.from_bytes(raw[i:i + 4], "little")
-                if not p:
-                    return out
-                out.append(self.string(pid, p) or b"")
-            addr += len(raw)
-        return out
+            if end >= 0:
+                out.append(s[:end])
+            else:
+                s, c = self.string_cut(pid, ptrs[i])
+                out.append(s)
+                cut = cut or c
+        return out, cut
 
 
 _vm_readv = libc.process_vm_readv

@@ -2,9 +2,13 @@
 
 Every sandboxed tree has its own listener fd; one thread waits on all of them
 with epoll. Per notification the hot path is: RECV, read what the decision or
-the record needs out of the caller's memory, check ID_VALID, SEND. Everything
-else (/proc look-ups, building the Event, callbacks) happens after the answer,
-so the caller is held only for the decision itself.
+the record needs out of the caller's memory and /proc, check ID_VALID, decide,
+SEND. Only building the Event and handing it on happen after the answer, so
+the caller is held only for the decision itself.
+
+The kernel side of it (RECV ... ID_VALID, SEND) runs in C when the
+``_notif`` extension is built (``pip install`` builds it), else in the pure
+Python twins below (also with ISOD_NO_C=1): both give the same Events.
 """
 
 from __future__ import annotations
@@ -13,25 +17,38 @@ import errno
 import fcntl
 import os
 import select
-import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
+from collections import deque
 
 from .. import policy
 from ..policy import IDLE, Rule
 from . import bpf, kernel
-from .box import Box, EventSink, SandboxError
+from .box import Box, EventSink
 from .events import ALLOW, DENY, ENOSYS, Event
 from .spawn import LauncherProcess
 
+try:
+    from . import _notif
+except ImportError:      # not built (no compiler at install time): the Python twins below
+    _notif = None
+
 _EPOLLIN, _EPOLLHUP, _EPOLLERR = select.EPOLLIN, select.EPOLLHUP, select.EPOLLERR
 _CONTINUE = kernel.SECCOMP_USER_NOTIF_FLAG_CONTINUE
+_CLONE_THREAD = kernel.CLONE_THREAD
 _I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
-_EXECS = ("execve", "execveat")
-_SPAWNS = ("fork", "vfork", "clone")
+_NAME_OF = kernel.NAME_OF
+_ABI_OF_ARCH = kernel.ABI_OF_ARCH
+_decide = policy.decide
+_monotonic_ns = time.monotonic_ns
+STALE_NS = 20_000_000    # an on_event call waits at most this long in a burst of traps (then one per trap)
+
+
+def c_path_available() -> bool:
+    """Whether the C fast path is built and not turned off (ISOD_NO_C=1)."""
+    return _notif is not None and os.environ.get("ISOD_NO_C", "") in ("", "0")
 
 
 class SeccompBackend:
@@ -45,7 +62,15 @@ class SeccompBackend:
         self._boxes: dict[int, Box] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._epoll.register(self._wake_r, _EPOLLIN)
-        self._mem = kernel.MemReader()
+        self._caches: dict[int, object] = {}    # listener fd -> _notif.PidCache
+        self.fast_path = c_path_available()    # chosen once: the C hot path or its Python twin
+        if self.fast_path:
+            self._receive, self._send = _notif.receive, _notif.send
+        else:
+            mem = kernel.MemReader()
+            self._receive = lambda fd, _cache: _py_receive(fd, mem)
+            self._send = _py_send
+        self._later: deque = deque()           # (fd, on_event, box, event) not yet delivered
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="isod-supervisor", daemon=True)
         self._thread.start()
@@ -55,9 +80,15 @@ class SeccompBackend:
               **popen_kwargs) -> Box:
         """Start argv in a new sandbox; returns once the filter is in place."""
         launch = LauncherProcess(argv, "notif", self._program, **popen_kwargs)
-        box = Box(launch.popen, rule, on_event)
+        box = Box(launch.popen, rule, None)
         listener = launch.receive_listener()
+        if on_event is not None:
+            # Box.record queues the call; the supervisor makes it when no trap waits (see _loop)
+            later = self._later
+            box.on_event = lambda b, ev: later.append((listener, on_event, b, ev))
         self._boxes[listener] = box
+        if self.fast_path:
+            self._caches[listener] = _notif.PidCache()
         self._epoll.register(listener, _EPOLLIN)
         return box
 
@@ -65,6 +96,7 @@ class SeccompBackend:
         self._closing = True
         os.write(self._wake_w, b"x")
         self._thread.join(5)
+        self._deliver_all()
         for fd in list(self._boxes):
             self._release(fd)
         self._epoll.close()
@@ -73,25 +105,60 @@ class SeccompBackend:
 
     # --- supervisor thread ------------------------------------------------
     def _loop(self) -> None:
+        """Answers traps; in between, makes the owners' on_event calls.
+
+        on_event (isod trace prints each event: ~5 us) runs only when no
+        trap is waiting, so it never delays the next answer: in a burst of
+        traps the calls queue up and are made when the burst ends, or one
+        per trap once the oldest has waited STALE_NS. The same thread makes
+        them, in order: another thread would take the GIL from this one at
+        the worst moments.
+        """
         poll = self._epoll.poll
-        boxes = self._boxes
+        boxes, caches, later = self._boxes, self._caches, self._later
         while not self._closing:
-            for fd, mask in poll():
+            ready = poll(0) if later else poll()
+            if not ready:
+                self._deliver_one()
+                continue
+            for fd, mask in ready:
                 box = boxes.get(fd)
                 if box is None:
                     continue
                 try:
                     if mask & _EPOLLIN:
-                        self._answer(fd, box)
+                        self._answer(fd, box, caches.get(fd))
                     elif mask & (_EPOLLHUP | _EPOLLERR):
                         self._release(fd)
                 except Exception as e:  # never leave a tree waiting on a dead loop
-                    sys.stderr.write(f"isod: supervisor error on pid {box.pid}: {e!r}; "
-                                     "closing its listener (its traps now fail with ENOSYS)\n")
-                    self._release(fd)
+                    self._failed(fd, box, e)
+            if later and later[0][3].t_ns < _monotonic_ns() - STALE_NS:
+                self._deliver_one()
+
+    def _deliver_one(self) -> None:
+        fd, sink, box, ev = self._later.popleft()
+        try:
+            sink(box, ev)
+        except Exception as e:
+            if fd in self._boxes:
+                self._failed(fd, box, e)
+
+    def _deliver_all(self) -> None:
+        while self._later:
+            self._deliver_one()
+
+    def _failed(self, fd: int, box: Box, e: Exception) -> None:
+        sys.stderr.write(f"isod: supervisor error on pid {box.pid}: {e!r}; "
+                         "closing its listener (its traps now fail with ENOSYS)\n")
+        self._release(fd)
 
     def _release(self, fd: int) -> None:
+        if fd in self._boxes:
+            self._deliver_all()    # the owner sees every event before `released`
         box = self._boxes.pop(fd, None)
+        cache = self._caches.pop(fd, None)
+        if cache is not None:
+            cache.clear()      # its pidfds: the tree is gone
         try:
             self._epoll.unregister(fd)
         except (OSError, ValueError):
@@ -100,44 +167,18 @@ class SeccompBackend:
         if box is not None:
             box.released.set()
 
-    def _answer(self, fd: int, box: Box) -> None:
-        buf = bytearray(kernel.NOTIF.size)
-        try:
-            fcntl.ioctl(fd, kernel.IOCTL_NOTIF_RECV, buf, True)
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.EINTR):   # the caller went away first
-                return
-            raise
-        t0 = time.monotonic_ns()
-        nid, tid, _flags, nr, arch, _ip, a0, a1, a2, _a3, a4, _a5 = kernel.NOTIF.unpack(buf)
-        name = kernel.NAME_OF.get((arch, nr), f"syscall{nr}")
-        mem = self._mem
-        path = b""
-        argv: list[bytes] = []
-        flags = 0
-        if name == "execve":
-            path = mem.string(tid, a0) or b""
-            argv = mem.string_array(tid, a1) if arch != _I386 else mem.string_array32(tid, a1)
-        elif name == "execveat":
-            path = mem.string(tid, a1) or b""
-            argv = mem.string_array(tid, a2) if arch != _I386 else mem.string_array32(tid, a2)
-            flags = a4
-        elif name == "clone3":
-            raw = mem.read(tid, a0, 8) if a0 else b""
-            flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
-            if flags & kernel.CLONE_THREAD:
-                # a thread: ENOSYS so that libc falls back to clone(CLONE_THREAD),
-                # which the filter allows without asking. Not recorded.
-                _send(fd, nid, -errno.ENOSYS, 0)
-                return
-        elif name == "clone":
-            flags = a0
-        elif name == "ptrace":
-            flags = a0  # the request
-        # while the caller is held: once answered it may exit at once (a denied
-        # caller, or a short program it execs) and /proc/TID with it
-        tgid, ppid = _ids(tid)
-        valid = _id_valid(fd, nid)
+    def _answer(self, fd: int, box: Box, cache) -> None:
+        got = self._receive(fd, cache)
+        if got is None:           # the caller went away first
+            return
+        nid, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete, t0 = got
+        name = _NAME_OF.get((arch, nr)) or f"syscall{nr}"
+        send = self._send
+        if name == "clone3" and flags & _CLONE_THREAD:
+            # a thread: ENOSYS so that libc falls back to clone(CLONE_THREAD),
+            # which the filter allows without asking. Not recorded.
+            send(fd, nid, -errno.ENOSYS, 0)
+            return
         if box.before_decision is not None:
             box.before_decision()
         rule = box.rule
@@ -148,35 +189,75 @@ class SeccompBackend:
         box.inflight += 1      # answered from here on, recorded below (see Box.settle)
         if name == "clone3":
             decision = ENOSYS       # never CONTINUE a clone3: its flags may change after the check
-            _send(fd, nid, -errno.ENOSYS, 0)
-        elif policy.decide(rule, name):
+            send(fd, nid, -errno.ENOSYS, 0)
+        elif _decide(rule, name):
             decision = ALLOW
-            _send(fd, nid, 0, _CONTINUE)
+            send(fd, nid, 0, _CONTINUE)
         else:
             decision = DENY
-            _send(fd, nid, -errno.EPERM, 0)
-        t1 = time.monotonic_ns()
-        ev = Event(
-            t_ns=t0, pid=tgid, tid=tid, ppid=ppid, syscall=name,
-            abi=kernel.ABI_OF_ARCH.get(arch, hex(arch)), decision=decision,
-            latency_ns=t1 - t0, path=os.fsdecode(path), argv=[os.fsdecode(a) for a in argv],
-            clone_flags=flags, argv_complete=valid,
-        )
-        if name in _EXECS:
-            try:
-                ev.cwd = os.readlink(f"/proc/{tid}/cwd")
-            except OSError:
-                pass
+            send(fd, nid, -errno.EPERM, 0)
+        t1 = _monotonic_ns()
+        ev = Event(t0, tgid, tid, ppid, name, _ABI_OF_ARCH.get(arch) or hex(arch), decision, t1 - t0,
+                   path, argv, cwd, flags, complete)
         box.record(ev)
         box.inflight -= 1
 
 
-def _send(fd: int, nid: int, error: int, flags: int) -> None:
+# --- the kernel side of one notification, in pure Python ---------------------
+# The same results as _notif.receive/send (the fast path, in C); used when
+# the extension is missing or ISOD_NO_C=1.
+def _py_receive(fd: int, mem: kernel.MemReader):
+    """(id, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete,
+    t_recv_ns) or None if the caller went away; see _notif.receive."""
+    buf = bytearray(kernel.NOTIF.size)
+    try:
+        fcntl.ioctl(fd, kernel.IOCTL_NOTIF_RECV, buf, True)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.EINTR):   # the caller went away first
+            return None
+        raise
+    t0 = time.monotonic_ns()
+    nid, tid, _flags, nr, arch, _ip, a0, a1, a2, _a3, a4, _a5 = kernel.NOTIF.unpack(buf)
+    name = _NAME_OF.get((arch, nr))
+    path = cwd = ""
+    argv: list[str] = []
+    flags = 0
+    cut = False
+    if name == "execve" or name == "execveat":
+        path_addr, argv_addr = (a0, a1) if name == "execve" else (a1, a2)
+        raw, cut = mem.string_cut(tid, path_addr)
+        args, cut_argv = mem.argv(tid, argv_addr, 4 if arch == _I386 else 8)
+        cut = cut or cut_argv
+        path = os.fsdecode(raw)
+        argv = [os.fsdecode(a) for a in args]
+        try:
+            cwd = os.readlink(f"/proc/{tid}/cwd")
+        except OSError:
+            pass
+        if name == "execveat":
+            flags = a4
+    elif name == "clone3":
+        raw = mem.read(tid, a0, 8) if a0 else b""
+        flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+        if flags & _CLONE_THREAD:     # answered ENOSYS, not recorded: nothing more to read
+            return nid, tid, tid, 0, nr, arch, path, argv, cwd, flags, False, t0
+    elif name == "clone" or name == "ptrace":
+        flags = a0   # clone: its flags; ptrace: the request
+    # while the caller is held: once answered it may exit at once (a denied
+    # caller, or a short program it execs) and /proc/TID with it
+    tgid, ppid = _ids(tid)
+    valid = _id_valid(fd, nid)
+    return nid, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, valid and not cut, t0
+
+
+def _py_send(fd: int, nid: int, error: int, flags: int) -> bool:
     try:
         fcntl.ioctl(fd, kernel.IOCTL_NOTIF_SEND, kernel.NOTIF_RESP.pack(nid, 0, error, flags))
     except OSError as e:
         if e.errno != errno.ENOENT:   # the caller was interrupted or died: nothing to answer
             raise
+        return False
+    return True
 
 
 def _id_valid(fd: int, nid: int) -> bool:
