@@ -75,7 +75,8 @@ class LimitsConfig:
 
 
 # small tests cannot fork (the seccomp filter), so a process cap is moot for
-# them; their threads stay unlimited. Memory: one bound for every size.
+# them; their threads stay unlimited. Memory for the whole tree grows with the
+# size (`isod serve --limits` changes any of these).
 DEFAULT_SIZES = {
     "small": SizeLimits(pids=None, memory=2 * GiB),
     "medium": SizeLimits(pids=512, memory=4 * GiB),
