@@ -264,6 +264,7 @@ class WorkerHandle:
             self.kill()
             status = self.box.popen.wait()
         self.exit_status = status
+        self.oom_killed = self.limits.oom_kills() > 0   # before close() removes the cgroup
         left = self.limits.sweep()      # no process of the session outlives its worker
         self.limits.close()
         if left:
@@ -295,6 +296,8 @@ class WorkerHandle:
         else:
             kind = pb.Interruption.WORKER_CRASHED
             how = f"signal {-status} ({_signame(-status)})" if status < 0 else f"exit code {status}"
+            if status == -9 and self.oom_killed:
+                how += ", killed by the memory limit of its size (isod serve --limits)"
             msg = f"worker '{self.name}' crashed while running {run.item.nodeid}: {how}"
         return pb.TestResult(
             nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
