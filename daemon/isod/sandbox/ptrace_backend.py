@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from .. import policy
 from ..policy import IDLE, Rule
@@ -81,6 +82,9 @@ class PtraceBackend:
         # reports the newest tracees first, so a child can even exit before
         # that event, which must then not bring it back
         self._unannounced: set[int] = set()
+        # (tgid, ppid) per tid for the records: /proc/TID/status costs ~25 us a
+        # read; dropped when the tid goes or execs, or its parent goes (reparented)
+        self._ids: dict[int, tuple[int, int]] = {}
         self._requests: collections.deque = collections.deque()
         self._info = pt.SyscallInfo()
         self._mem = kernel.MemReader()
@@ -115,6 +119,10 @@ class PtraceBackend:
                 raise SandboxError(f"cannot trace the launcher: {e}") from e
             launch.sock.sendall(b"go")
             msg = _read(launch)
+            if msg.startswith(b"err "):
+                launch.popen.wait()
+                raise SandboxError(f"cannot install the SECCOMP_RET_TRACE filter: {msg[4:].decode(errors='replace')} "
+                                   "(ISOD_PTRACE_MODE=events traces fork/exec events without seccomp)")
             if msg != b"ok":
                 launch.fail(msg)
             return box
@@ -134,8 +142,14 @@ class PtraceBackend:
             raise SandboxError("the ptrace backend is closed")
         fut: Future = Future()
         self._requests.append((fn, args, fut))
-        self._wake()
-        return fut.result(SETUP_TIMEOUT)
+        deadline = time.monotonic() + SETUP_TIMEOUT
+        while True:
+            self._wake()
+            try:
+                return fut.result(0.5)
+            except FutureTimeout:
+                if time.monotonic() > deadline or not self._thread.is_alive():
+                    raise SandboxError("the ptrace tracer thread does not answer") from None
 
     def _wake(self) -> None:
         s = self._sentinel
@@ -312,6 +326,10 @@ class PtraceBackend:
 
     def _on_gone(self, tid: int, status: int) -> None:
         self._orphans.pop(tid, None)
+        ids = self._ids
+        ids.pop(tid, None)
+        for t in [t for t, (_g, p) in ids.items() if p == tid]:
+            del ids[t]
         tree = self._trees.pop(tid, None)
         if tree is None:
             return
@@ -354,8 +372,9 @@ class PtraceBackend:
         if name is None:
             if (arch, nr) in pt.SECCOMP_SYSCALLS:   # a user-notif filter would outrank ours
                 self._fail(tid, _EBUSY)
-                return
-            name = f"syscall{nr}"
+            else:                                   # a RET_TRACE of the tracee's own filter
+                self._resume(tid)
+            return
         mem = self._mem
         path = b""
         argv: list[bytes] = []
@@ -378,17 +397,19 @@ class PtraceBackend:
         box = tree.box
         rule = self._rule(box, tid, name)
         box.inflight += 1      # answered from here on, recorded below (see Box.settle)
-        if name == "clone3":
-            decision = ENOSYS      # never let a clone3 run: its flags may change after the check
-            valid = self._fail(tid, _ENOSYS)
-        elif policy.decide(rule, name):
-            decision = ALLOW
-            valid = self._resume(tid)
-        else:
-            decision = DENY
-            valid = self._fail(tid, _EPERM)
-        self._record(box, tid, t0, name, arch, decision, path, argv, flags, valid)
-        box.inflight -= 1
+        try:
+            if name == "clone3":
+                decision = ENOSYS      # never let a clone3 run: its flags may change after the check
+                valid = self._fail(tid, _ENOSYS)
+            elif policy.decide(rule, name):
+                decision = ALLOW
+                valid = self._resume(tid)
+            else:
+                decision = DENY
+                valid = self._fail(tid, _EPERM)
+            self._record(box, tid, t0, name, arch, decision, path, argv, flags, valid)
+        finally:
+            box.inflight -= 1
 
     def _on_child(self, tid: int, tree: _Tree, t0: int) -> None:
         try:
@@ -414,7 +435,9 @@ class PtraceBackend:
             if pt.gone(e):
                 return
             raise
+        self._ids.pop(tid, None)
         if former != tid:   # a non-leader thread exec'd and took the leader's tid
+            self._ids.pop(former, None)
             self._trees.pop(former, None)
             tree.tids.discard(former)
         if self.mode == "events" and not self._decide_exec(tid, tree, t0):
@@ -484,7 +507,12 @@ class PtraceBackend:
     def _record(self, box: Box, tid: int, t0: int, name: str, arch: int, decision: str,
                 path: bytes, argv: list[bytes], flags: int, valid: bool) -> None:
         t1 = time.monotonic_ns()
-        tgid, ppid = _ids(tid)
+        ids = self._ids.get(tid)
+        if ids is None:
+            ids = _ids(tid)
+            if ids[1]:
+                self._ids[tid] = ids
+        tgid, ppid = ids
         ev = Event(
             t_ns=t0, pid=tgid, tid=tid, ppid=ppid, syscall=name,
             abi=kernel.ABI_OF_ARCH.get(arch, hex(arch)), decision=decision,

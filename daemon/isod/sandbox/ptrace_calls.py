@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
 import struct
 import tempfile
 
@@ -75,9 +74,11 @@ def eventmsg(tid: int) -> int:
 
 
 def fail_syscall(tid: int, err: int) -> None:
-    """Skip the stopped syscall (nr -1) so that it returns -err, and resume."""
+    """Skip the stopped syscall (nr -1) so that it returns -err, and resume.
+    At a seccomp stop rax already holds -ENOSYS (set on syscall entry)."""
     _ptrace(_pt.PTRACE_POKEUSER, tid, _ORIG_RAX, _MASK)
-    _ptrace(_pt.PTRACE_POKEUSER, tid, _RAX, -err & _MASK)
+    if err != errno.ENOSYS:
+        _ptrace(_pt.PTRACE_POKEUSER, tid, _RAX, -err & _MASK)
     _ptrace(_pt.PTRACE_CONT, tid, 0, 0)
 
 
@@ -137,11 +138,3 @@ def filter_program() -> bytes:
 
 def gone(e: PtraceError) -> bool:
     return e.errno == errno.ESRCH
-
-
-def signal_tree(tids, sig: int) -> None:
-    for tid in tids:
-        try:
-            os.kill(tid, sig)
-        except OSError:
-            pass
