@@ -229,6 +229,64 @@ def test_a_nested_user_notif_listener_is_refused(ptrace):
     assert r.denied() == []
 
 
+# --- the same Events as the seccomp backend --------------------------------------
+PARITY = {
+    "argv_cut_and_undecodable": ("""
+import os
+for path, argv in [("/bin/true", ["/bin/true", "a b", "\\u00fc", "x" * 5000, ""]),
+                   ("/bin/true", ["/bin/true", *[str(i) for i in range(300)]]),
+                   (b"/bin/true", [b"/bin/true", b"\\xff", b"ok"]),
+                   ("/nonexistent/" + "p" * 5000, ["p"])]:
+    try:
+        os.execv(path, argv)
+    except OSError as e:
+        print(e.errno, flush=True)
+""", SMALL),
+    "spawns_denied": ("""
+import os, subprocess, threading
+print(os.system("true"))
+try:
+    subprocess.run(["true"])
+except PermissionError as e:
+    print(e.errno)
+t = threading.Thread(target=lambda: os.system("true")); t.start(); t.join()
+""", SMALL),
+    "spawns_allowed": ("""
+import os, subprocess
+subprocess.run(["echo", "a"], check=True)
+os.system("echo b")
+fd = os.open("/bin/true", os.O_RDONLY)
+if os.fork() == 0:
+    os.execve(fd, ["true", "by-fd"], {})
+os.wait()
+""", MEDIUM),
+}
+
+
+def _normalized(events) -> list[dict]:
+    roles: dict[int, int] = {0: 0}
+    out = []
+    for ev in events:
+        d = {k: v for k, v in ev.to_dict().items() if k not in ("t_ns", "latency_ns")}
+        for k in ("pid", "tid", "ppid"):
+            d[k] = roles.setdefault(d[k], len(roles))
+        out.append(d)
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(PARITY))
+def test_events_match_the_seccomp_backend(ptrace, tmp_path, case):
+    code, rule = PARITY[case]
+    seccomp = open_backend("seccomp")
+    try:
+        want = run_py(seccomp, code, rule, cwd=tmp_path)
+    finally:
+        seccomp.close()
+    got = run_py(ptrace, code, rule, cwd=tmp_path)
+    assert (got.rc, got.out) == (want.rc, want.out), got.err
+    assert _normalized(got.events) == _normalized(want.events)
+
+
 # --- plain events (no seccomp) -------------------------------------------------
 def test_events_mode_records_a_pipeline(events):
     r = run_in(events, ["sh", "-c", "ls / | wc -l"])

@@ -43,6 +43,7 @@ _EXECS = ("execve", "execveat")
 _I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
 _CHILD_EVENTS = (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE)
 _EPERM, _ENOSYS, _EBUSY = errno.EPERM, errno.ENOSYS, errno.EBUSY
+STALE_NS = 20_000_000    # an on_event call waits at most this long in a burst of stops
 MODES = {
     "seccomp": "ptrace on SECCOMP_RET_TRACE stops",
     "events": "ptrace on fork/clone/exec events (after the fact; no ptrace/io_uring_setup checks)",
@@ -86,6 +87,7 @@ class PtraceBackend:
         # read; dropped when the tid goes or execs, or its parent goes (reparented)
         self._ids: dict[int, tuple[int, int]] = {}
         self._requests: collections.deque = collections.deque()
+        self._later: collections.deque = collections.deque()   # (tree, on_event, box, event) not yet delivered
         self._info = pt.SyscallInfo()
         self._mem = kernel.MemReader()
         self._sentinel: subprocess.Popen | None = None
@@ -108,10 +110,10 @@ class PtraceBackend:
             msg = _read(launch)
             if msg != b"ready":
                 launch.fail(msg)
-            box = Box(launch.popen, rule, on_event)
+            box = Box(launch.popen, rule, None)
             ptrace_popen.adopt(launch.popen)
             try:
-                self._call(self._attach, box)
+                self._call(self._attach, box, on_event)
             except BaseException as e:
                 ptrace_popen.disown(launch.popen)
                 launch.popen.kill()
@@ -190,24 +192,47 @@ class PtraceBackend:
         self._sentinel = p
 
     def _loop(self) -> None:
-        waitpid, flags, now = os.waitpid, pt.WALL | pt.WNOTHREAD, time.monotonic_ns
+        """Answers stops; in between, makes the owners' on_event calls.
+
+        As in the seccomp backend, on_event runs only when no stop is waiting
+        (or once the oldest call has waited STALE_NS), so that printing an
+        event never delays the next answer.
+        """
+        waitpid, flags, now, later = os.waitpid, pt.WALL | pt.WNOTHREAD, time.monotonic_ns, self._later
         while True:
             if self._requests:
                 self._serve()
             if self._closing and not self._killing:
                 self._kill_all()
             try:
-                tid, status = waitpid(-1, flags)
+                tid, status = waitpid(-1, flags | os.WNOHANG if later else flags)
             except ChildProcessError:
+                self._deliver_all()
                 if self._closing:
                     return
                 self._start_sentinel()
+                continue
+            if tid == 0:
+                self._deliver_one()
                 continue
             t0 = now()
             try:
                 self._dispatch(tid, status, t0)
             except Exception as e:  # noqa: BLE001 - never leave a tree stopped on a dead loop
-                self._broken(tid, e)
+                self._broken(self._trees.get(tid), tid, e)
+            if later and later[0][3].t_ns < t0 - STALE_NS:
+                self._deliver_one()
+
+    def _deliver_one(self) -> None:
+        tree, sink, box, ev = self._later.popleft()
+        try:
+            sink(box, ev)
+        except Exception as e:  # noqa: BLE001 - the owner's callback: fail its tree closed
+            self._broken(tree, box.pid, e)
+
+    def _deliver_all(self) -> None:
+        while self._later:
+            self._deliver_one()
 
     def _serve(self) -> None:
         while self._requests:
@@ -217,9 +242,13 @@ class PtraceBackend:
             except BaseException as e:  # noqa: BLE001 - raised in the owner's thread
                 fut.set_exception(e)
 
-    def _attach(self, box: Box) -> None:
+    def _attach(self, box: Box, on_event: EventSink | None) -> None:
         pt.seize(box.pid, self._options)
-        self._trees[box.pid] = _Tree(box)
+        tree = self._trees[box.pid] = _Tree(box)
+        if on_event is not None:
+            # Box.record queues the call; the loop makes it when no stop waits
+            later = self._later
+            box.on_event = lambda b, ev: later.append((tree, on_event, b, ev))
 
     def _kill_all(self) -> None:
         self._killing = True
@@ -230,6 +259,7 @@ class PtraceBackend:
 
     def _finish(self) -> None:
         self._closing = True
+        self._deliver_all()
         while self._requests:
             _fn, _args, fut = self._requests.popleft()
             fut.set_exception(SandboxError("the ptrace backend is closed"))
@@ -238,10 +268,9 @@ class PtraceBackend:
             tree.box.released.set()
         self._trees.clear()
 
-    def _broken(self, tid: int, e: Exception) -> None:
-        tree = self._trees.get(tid)
+    def _broken(self, tree: _Tree | None, tid: int, e: Exception) -> None:
         sys.stderr.write(f"isod: tracer error on pid {tid}: {e!r}; killing its tree (fail closed)\n")
-        for t in (tree.tids if tree is not None else (tid,)):
+        for t in (list(tree.tids) if tree is not None else (tid,)):
             _kill(t)
 
     # --- tracer thread: stops --------------------------------------------
@@ -344,6 +373,7 @@ class PtraceBackend:
                 if ppid not in self._trees and ppid != os.getpid():
                     self._add_child(tree, orphan, time.monotonic_ns())
             if not tree.tids:
+                self._deliver_all()    # the owner sees every event before `released`
                 tree.box.released.set()
 
     def _cont(self, tid: int, sig: int) -> None:
@@ -376,16 +406,23 @@ class PtraceBackend:
                 self._resume(tid)
             return
         mem = self._mem
-        path = b""
-        argv: list[bytes] = []
+        path = cwd = ""
+        argv: list[str] = []
         flags = 0
-        if name == "execve":
-            path = mem.string(tid, a[0]) or b""
-            argv = mem.string_array(tid, a[1]) if arch != _I386 else mem.string_array32(tid, a[1])
-        elif name == "execveat":
-            path = mem.string(tid, a[1]) or b""
-            argv = mem.string_array(tid, a[2]) if arch != _I386 else mem.string_array32(tid, a[2])
-            flags = a[4]
+        cut = False
+        if name in _EXECS:
+            path_addr, argv_addr = (a[0], a[1]) if name == "execve" else (a[1], a[2])
+            raw, cut = mem.string_cut(tid, path_addr)
+            args, cut_argv = mem.argv(tid, argv_addr, 4 if arch == _I386 else 8)
+            cut = cut or cut_argv
+            path = os.fsdecode(raw)
+            argv = [os.fsdecode(x) for x in args]
+            try:
+                cwd = os.readlink(f"/proc/{tid}/cwd")
+            except OSError:
+                pass
+            if name == "execveat":
+                flags = a[4]
         elif name == "clone3":
             raw = mem.read(tid, a[0], 8) if a[0] else b""
             flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
@@ -393,7 +430,9 @@ class PtraceBackend:
                 self._fail(tid, _ENOSYS)   # libc falls back to clone(CLONE_THREAD), not trapped
                 return
         elif name in ("clone", "ptrace"):
-            flags = a[0]
+            flags = a[0]   # clone: its flags; ptrace: the request
+        # while the caller is held: once answered it may exit at once
+        tgid, ppid = self._ids_of(tid)
         box = tree.box
         rule = self._rule(box, tid, name)
         box.inflight += 1      # answered from here on, recorded below (see Box.settle)
@@ -407,7 +446,9 @@ class PtraceBackend:
             else:
                 decision = DENY
                 valid = self._fail(tid, _EPERM)
-            self._record(box, tid, t0, name, arch, decision, path, argv, flags, valid)
+            ev = Event(t0, tgid, tid, ppid, name, kernel.ABI_OF_ARCH.get(arch) or hex(arch), decision,
+                       time.monotonic_ns() - t0, path, argv, cwd, flags, valid and not cut)
+            box.record(ev)
         finally:
             box.inflight -= 1
 
@@ -463,12 +504,13 @@ class PtraceBackend:
             flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
         if flags & kernel.CLONE_THREAD:
             return
+        ids = self._ids_of(tid)
         if policy.decide(self._rule(tree.box, tid, name), name):
             decision = ALLOW
         else:
             decision = DENY
             _kill(child)
-        self._record(tree.box, tid, t0, name, arch, decision, b"", [], flags, True)
+        self._record(tree.box, tid, t0, name, arch, decision, b"", [], flags, ids)
 
     def _decide_exec(self, tid: int, tree: _Tree, t0: int) -> bool:
         """Events mode, after an exec succeeded; False if the process was killed."""
@@ -476,14 +518,16 @@ class PtraceBackend:
         name = kernel.NAME_OF.get((arch, nr), "execve")
         try:
             path = os.readlink(f"/proc/{tid}/exe").encode()
+            cwd = os.readlink(f"/proc/{tid}/cwd")
             with open(f"/proc/{tid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")[:-1]
         except OSError:
-            path, argv = b"", []
+            path, cwd, argv = b"", "", []
+        ids = self._ids_of(tid)
         allowed = policy.decide(self._rule(tree.box, tid, name), name)
         if not allowed:
             _kill(tid)
-        self._record(tree.box, tid, t0, name, arch, ALLOW if allowed else DENY, path, argv, 0, True)
+        self._record(tree.box, tid, t0, name, arch, ALLOW if allowed else DENY, path, argv, 0, ids, cwd)
         return allowed
 
     def _resume(self, tid: int) -> bool:
@@ -505,26 +549,19 @@ class PtraceBackend:
             raise
 
     def _record(self, box: Box, tid: int, t0: int, name: str, arch: int, decision: str,
-                path: bytes, argv: list[bytes], flags: int, valid: bool) -> None:
-        t1 = time.monotonic_ns()
+                path: bytes, argv: list[bytes], flags: int, ids: tuple[int, int], cwd: str = "") -> None:
+        """Events mode: the call already happened; ids and cwd were read before acting."""
+        box.record(Event(t0, ids[0], tid, ids[1], name, kernel.ABI_OF_ARCH.get(arch) or hex(arch), decision,
+                         time.monotonic_ns() - t0, os.fsdecode(path), [os.fsdecode(x) for x in argv], cwd,
+                         flags, True))
+
+    def _ids_of(self, tid: int) -> tuple[int, int]:
         ids = self._ids.get(tid)
         if ids is None:
             ids = _ids(tid)
             if ids[1]:
                 self._ids[tid] = ids
-        tgid, ppid = ids
-        ev = Event(
-            t_ns=t0, pid=tgid, tid=tid, ppid=ppid, syscall=name,
-            abi=kernel.ABI_OF_ARCH.get(arch, hex(arch)), decision=decision,
-            latency_ns=t1 - t0, path=os.fsdecode(path), argv=[os.fsdecode(a) for a in argv],
-            clone_flags=flags, argv_complete=valid,
-        )
-        if name in _EXECS:
-            try:
-                ev.cwd = os.readlink(f"/proc/{tid}/cwd")
-            except OSError:
-                pass
-        box.record(ev)
+        return ids
 
 
 def _read(launch: LauncherProcess) -> bytes:
@@ -553,10 +590,15 @@ def _kill(tid: int) -> None:
 def _ids(tid: int) -> tuple[int, int]:
     """(thread group id, parent pid) of a thread, from /proc; (tid, 0) if gone."""
     try:
-        with open(f"/proc/{tid}/status", "rb") as f:
-            text = f.read()
+        fd = os.open(f"/proc/{tid}/status", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return tid, 0
+    try:
+        text = os.read(fd, 1024)      # Name, Umask, State, Tgid, Ngid, Pid, PPid come first
+    except OSError:
+        return tid, 0
+    finally:
+        os.close(fd)
     tgid = ppid = 0
     for line in text.split(b"\n"):
         if line.startswith(b"Tgid:"):
