@@ -339,7 +339,7 @@ def test_auto_inside_a_seccomp_sandbox_falls_back_to_ptrace_events():
     assert r.rc == 0, r.err
     name_mode, reason, rc = r.out.splitlines()
     assert name_mode == "ptrace events" and rc == "0"
-    assert reason.startswith("user notification unavailable: EBUSY (nested in another user-notif sandbox)")
+    assert reason.startswith("user notification unavailable: EBUSY (nested in another user-notif sandbox")
 
 
 def test_isod_backend_env_selects_ptrace(tmp_path):
@@ -363,3 +363,13 @@ def test_isod_trace_nested_in_isod_trace(tmp_path):
     assert any(e.get("syscall") == "execve" and e["argv"] == ["sh", "-c", "echo nested"] for e in inner_ev)
     outer_ev = [json.loads(line) for line in outer.read_text().splitlines()]
     assert any(e.get("syscall") == "ptrace" for e in outer_ev)       # the inner isod traced with ptrace
+
+
+def test_isod_nested_in_the_ptrace_backend_fails_clearly():
+    """Its children are auto-attached to the outer tracer: no second tracer can
+    have them, and the outer one answers a stacked NEW_LISTENER with EBUSY."""
+    isod = [sys.executable, "-m", "isod", "trace", "-o", os.devnull]
+    p = subprocess.run([*isod, "--backend", "ptrace", "--", *isod, "--backend", "auto", "--", "true"],
+                       capture_output=True, text=True, env=PY_ENV, timeout=60, check=False)
+    assert p.returncode == 125
+    assert "cannot use ptrace here: this process is traced itself" in p.stderr

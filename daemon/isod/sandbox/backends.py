@@ -12,7 +12,7 @@ BACKENDS = ("seccomp", "ptrace")                # concrete backends (tests run e
 BACKEND_CHOICES = ("auto", "seccomp", "ptrace")  # what --backend accepts (env ISOD_BACKEND)
 
 _WHY_NOT_NOTIF = {
-    errno.EBUSY: "nested in another user-notif sandbox",
+    errno.EBUSY: "nested in another user-notif sandbox, or in isod's ptrace backend",
     errno.EINVAL: "kernel without SECCOMP_FILTER_FLAG_NEW_LISTENER (before 5.0)",
     errno.ENOSYS: "kernel without seccomp",
     errno.EACCES: "the kernel refused the filter",

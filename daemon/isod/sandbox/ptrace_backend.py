@@ -99,7 +99,11 @@ class PtraceBackend:
         self._thread.start()
         started.wait()
         if self._error is not None:
-            raise SandboxError(f"cannot use ptrace here: {self._error}") from self._error
+            why = str(self._error)
+            if _traced():
+                why = ("this process is traced itself (by isod's ptrace backend or a debugger), "
+                       "so the processes it starts are traced already and cannot be traced again")
+            raise SandboxError(f"cannot use ptrace here: {why}") from self._error
 
     # --- owner side -------------------------------------------------------
     def spawn(self, argv: list[str], *, rule: Rule = IDLE, on_event: EventSink | None = None,
@@ -607,6 +611,14 @@ def _ids(tid: int) -> tuple[int, int]:
             ppid = int(line[5:])
             break
     return tgid or tid, ppid
+
+
+def _traced() -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            return any(line.startswith("TracerPid:") and line.split()[1] != "0" for line in f)
+    except OSError:
+        return False
 
 
 def choose_mode() -> tuple[bool, str]:
