@@ -332,7 +332,7 @@ class PtraceBackend:
             except pt.PtraceError:
                 pass
         if tree is None:
-            tgid, ppid = _ids(tid)
+            tgid, ppid = self._ids_of(tid)
             tree = self._trees.get(tgid) if tgid != tid else None
             tree = tree or self._trees.get(ppid)
         if tree is None:
@@ -480,7 +480,6 @@ class PtraceBackend:
             if pt.gone(e):
                 return
             raise
-        self._ids.pop(tid, None)
         if former != tid:   # a non-leader thread exec'd and took the leader's tid
             self._ids.pop(former, None)
             self._trees.pop(former, None)
