@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psutil
+import pyseccomp
 import pytest
 from harness.sandbox import MEDIUM, SMALL, run_in, run_py
 from isod.sandbox import bpf, open_backend
@@ -227,6 +231,43 @@ def test_a_nested_user_notif_listener_is_refused(ptrace):
     r = run_py(ptrace, code, SMALL)
     assert r.out.strip() == "refused 16", r.err     # EBUSY
     assert r.denied() == []
+
+
+def test_the_tracees_own_ret_trace_filter_is_let_through(ptrace):
+    """A SECCOMP_RET_TRACE of a filter the tracee installed stops it too: for a
+    syscall isod does not trap, the tracer lets it run, unrecorded."""
+    f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    f.add_rule(pyseccomp.TRACE(7), "getppid")
+    with tempfile.TemporaryFile() as tmp:
+        f.export_bpf(tmp)
+        tmp.seek(0)
+        prog = tmp.read().hex()
+    code = ("import os\nfrom isod.sandbox import kernel\nkernel.set_no_new_privs()\n"
+            f"kernel.install_filter(bytes.fromhex('{prog}'), 0)\nprint(os.getppid() == {os.getpid()})\n")
+    r = run_py(ptrace, code, SMALL)
+    assert r.out.strip() == "True", r.err
+    assert [e.syscall for e in r.events] == ["execve"]
+
+
+def test_without_ptrace_get_syscall_info_int80_is_still_i386(tmp_path):
+    """Kernels before 5.3: the registers, where `int 0x80` from 64-bit code is
+    told by its instruction (cd 80), not by the code segment."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed")
+    exe = tmp_path / "abi_escape"
+    subprocess.run([gcc, "-O1", "-o", str(exe), str(Path(__file__).parent / "c" / "abi_escape.c")], check=True)
+    b = PtraceBackend(seccomp=True)
+    b._info._have_info = False
+    try:
+        for call in ("fork", "execve"):
+            marker = tmp_path / call
+            r = run_in(b, [str(exe), "i386", call, str(marker)], SMALL)
+            assert r.out.split() == [call, "-1"] and not marker.exists()
+            (ev,) = r.events[1:]
+            assert (ev.syscall, ev.abi, ev.decision) == (call, "i386", "deny")
+    finally:
+        b.close()
 
 
 # --- the same Events as the seccomp backend --------------------------------------

@@ -88,8 +88,8 @@ class PtraceBackend:
         self._ids: dict[int, tuple[int, int]] = {}
         self._requests: collections.deque = collections.deque()
         self._later: collections.deque = collections.deque()   # (tree, on_event, box, event) not yet delivered
-        self._info = pt.SyscallInfo()
         self._mem = kernel.MemReader()
+        self._info = pt.SyscallInfo(self._mem)
         self._sentinel: subprocess.Popen | None = None
         self._closing = False
         self._killing = False
@@ -397,7 +397,7 @@ class PtraceBackend:
     # --- tracer thread: decisions ----------------------------------------
     def _on_seccomp(self, tid: int, tree: _Tree, t0: int) -> None:
         try:
-            arch, nr, a = self._info.read(tid)
+            arch, nr, a, data = self._info.read(tid)
         except pt.PtraceError as e:
             if pt.gone(e):
                 return
@@ -406,8 +406,11 @@ class PtraceBackend:
         if name is None:
             if (arch, nr) in pt.SECCOMP_SYSCALLS:   # a user-notif filter would outrank ours
                 self._fail(tid, _EBUSY)
-            else:                                   # a RET_TRACE of the tracee's own filter
+            elif data != pt.TRACE_DATA:             # a RET_TRACE of the tracee's own filter
                 self._resume(tid)
+            else:                                   # ours, yet unknown: never let it run
+                sys.stderr.write(f"isod: unknown trapped syscall {nr} (arch {arch:#x}) from {tid}: ENOSYS\n")
+                self._fail(tid, _ENOSYS)
             return
         mem = self._mem
         path = cwd = ""

@@ -87,45 +87,56 @@ def peekuser(tid: int, offset: int) -> int:
 
 
 class SyscallInfo:
-    """(arch, nr, args) of a stopped tracee: PTRACE_GET_SYSCALL_INFO (5.3+),
-    else the registers (where only a compat-mode process counts as i386)."""
+    """(arch, nr, args, seccomp data) of a stopped tracee: one
+    PTRACE_GET_SYSCALL_INFO (5.3+), else the registers and GETEVENTMSG."""
 
     # struct ptrace_syscall_info: op, pad, flags, arch, ip, sp, {nr, args[6], ret_data}
     _LAYOUT = struct.Struct("=BxHIQQQ6QI4x")
 
-    def __init__(self) -> None:
+    def __init__(self, mem) -> None:
+        self._mem = mem
         self._buf = ctypes.create_string_buffer(self._LAYOUT.size)
         self._addr = ctypes.addressof(self._buf)
         self._have_info = True
 
-    def read(self, tid: int) -> tuple[int, int, tuple[int, ...]]:
+    def read(self, tid: int) -> tuple[int, int, tuple[int, ...], int]:
         if self._have_info:
             try:
                 _ptrace(PTRACE_GET_SYSCALL_INFO, tid, self._LAYOUT.size, self._addr)
-                _op, _fl, arch, _ip, _sp, nr, *args, _ret = self._LAYOUT.unpack(self._buf.raw)
-                return arch, nr, tuple(args)
+                _op, _fl, arch, _ip, _sp, nr, *args, data = self._LAYOUT.unpack(self._buf.raw)
+                return arch, nr, tuple(args), data
             except PtraceError as e:
                 if e.errno not in (errno.EIO, errno.EINVAL):
                     raise
                 self._have_info = False
         regs = _pt.ptrace_getregs(tid)
-        if regs.cs == 0x23:   # 32-bit code segment
-            return AUDIT_ARCH_I386, regs.orig_rax, (regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp)
-        return AUDIT_ARCH_X86_64, regs.orig_rax, (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+        # i386: a compat-mode process (32-bit code segment), or `int 0x80` (cd 80)
+        # from 64-bit code: the instruction right before the stop's rip
+        if regs.cs == 0x23 or self._mem.read(tid, regs.rip - 2, 2) == b"\xcd\x80":
+            arch, args = AUDIT_ARCH_I386, (regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp)
+        else:
+            arch, args = AUDIT_ARCH_X86_64, (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+        return arch, regs.orig_rax, tuple(a & 0xFFFFFFFF for a in args) if arch == AUDIT_ARCH_I386 else args, \
+            eventmsg(tid)
 
     def current(self, tid: int) -> tuple[int, int, int]:
         """(arch, nr, arg0) of the syscall a tracee is in, from any ptrace stop
         (the event stops of fork/clone/exec, which carry no syscall info)."""
-        arch, _nr, _args = self.read(tid)   # op NONE still fills arch
+        arch = self.read(tid)[0]   # op NONE still fills arch
         nr = peekuser(tid, _ORIG_RAX)
         arg0 = peekuser(tid, _RBX if arch == AUDIT_ARCH_I386 else _RDI)
         return arch, nr, arg0
 
 
+# SECCOMP_RET_DATA of our filter's traps: a stop with another value comes from
+# a filter of the tracee's own (a syscall we do not know is then let through)
+TRACE_DATA = 0x150D
+
+
 def filter_program() -> bytes:
     """The trap set of bpf.py with SECCOMP_RET_TRACE, plus seccomp(NEW_LISTENER)."""
-    f = bpf._build(sc.TRACE(0))
-    f.add_rule(sc.TRACE(0), "seccomp",
+    f = bpf._build(sc.TRACE(TRACE_DATA))
+    f.add_rule(sc.TRACE(TRACE_DATA), "seccomp",
                sc.Arg(1, sc.MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER))
     with tempfile.TemporaryFile() as tmp:
         f.export_bpf(tmp)
