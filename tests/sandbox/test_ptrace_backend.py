@@ -249,6 +249,19 @@ def test_the_tracees_own_ret_trace_filter_is_let_through(ptrace):
     assert [e.syscall for e in r.events] == ["execve"]
 
 
+def test_clone_untraced_children_are_followed_anyway(ptrace):
+    code = ("import ctypes, os, signal\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+            "pid = libc.syscall(56, 0x00800000 | signal.SIGCHLD, 0, 0, 0, 0)   # CLONE_UNTRACED\n"
+            "if pid == 0:\n    os.execv('/bin/echo', ['echo', 'child ran'])\n"
+            "print(os.waitpid(pid, 0)[1])\n")
+    r = run_py(ptrace, code, MEDIUM)
+    assert r.out.split() == ["child", "ran", "0"], r.err
+    clone, execve = r.events[1:]
+    assert clone.syscall == "clone" and clone.clone_flags & 0x00800000       # recorded as asked
+    assert execve.argv == ["echo", "child ran"] and execve.decision == "allow"
+
+
 def test_without_ptrace_get_syscall_info_int80_is_still_i386(tmp_path):
     """Kernels before 5.3: the registers, where `int 0x80` from 64-bit code is
     told by its instruction (cd 80), not by the code segment."""

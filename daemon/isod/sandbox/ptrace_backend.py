@@ -41,6 +41,7 @@ from .spawn import SETUP_TIMEOUT, LauncherProcess
 
 _EXECS = ("execve", "execveat")
 _I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
+_CLONE_UNTRACED = 0x00800000
 _CHILD_EVENTS = (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE)
 _EPERM, _ENOSYS, _EBUSY = errno.EPERM, errno.ENOSYS, errno.EBUSY
 STALE_NS = 20_000_000    # an on_event call waits at most this long in a burst of stops
@@ -438,6 +439,9 @@ class PtraceBackend:
                 return
         elif name in ("clone", "ptrace"):
             flags = a[0]   # clone: its flags; ptrace: the request
+            if name == "clone" and flags & _CLONE_UNTRACED:
+                # the child would escape the tracer (and get ENOSYS for every trap): follow it
+                pt.set_arg0(tid, arch, flags & ~_CLONE_UNTRACED)
         # while the caller is held: once answered it may exit at once
         tgid, ppid = self._ids_of(tid)
         box = tree.box

@@ -82,6 +82,11 @@ def fail_syscall(tid: int, err: int) -> None:
     _ptrace(_pt.PTRACE_CONT, tid, 0, 0)
 
 
+def set_arg0(tid: int, arch: int, value: int) -> None:
+    """Change the first argument of the stopped syscall (a register)."""
+    _ptrace(_pt.PTRACE_POKEUSER, tid, _RBX if arch == AUDIT_ARCH_I386 else _RDI, value & _MASK)
+
+
 def peekuser(tid: int, offset: int) -> int:
     return _ptrace(_pt.PTRACE_PEEKUSER, tid, offset, 0, check_errno=True)
 
