@@ -7,14 +7,20 @@ fail with ENOSYS), every child is followed, and each trapped call stops its
 caller until the tracer decides; deny = skip the call (orig_rax -1) returning
 -EPERM. Mode "events" needs no seccomp at all: it decides on the fork/clone/exec
 ptrace events, after the fact (a denied child is killed before it runs, a denied
-exec kills the process that made it; ptrace and io_uring_setup go unseen).
+exec kills the process that made it; ptrace, io_uring_setup and a
+clone(CLONE_UNTRACED) child go unseen).
 
 ptrace is per thread, so every request comes from one tracer thread, which waits
 with waitpid(-1, __WALL|__WNOTHREAD): its own tracees only, never the daemon's
 other children. PTRACE_O_EXITKILL: if that thread or the daemon dies, the kernel
-SIGKILLs every tracee, so the sandbox fails closed. A traced ``sleep`` child (the
-sentinel) keeps that waitpid blocking when no tree runs; a SIGCONT to it wakes
-the thread for a request (attach a launcher, close).
+SIGKILLs every tracee, so the sandbox fails closed (without it a call held in a
+seccomp stop would run: the kernel re-checks it and RET_TRACE then allows).
+A traced ``sleep`` child (the sentinel) keeps that waitpid blocking when no tree
+runs; a SIGCONT to it wakes the thread for a request (attach a launcher, close).
+Tracees cannot run a debugger (strace, gdb): their children are traced already.
+
+Cost here: the 500 fork+exec shell loop runs 1.6x native (seccomp backend 1.3x),
+a denied execve round trip is ~65 us p50 (seccomp ~25 us).
 """
 
 from __future__ import annotations
@@ -441,7 +447,12 @@ class PtraceBackend:
             flags = a[0]   # clone: its flags; ptrace: the request
             if name == "clone" and flags & _CLONE_UNTRACED:
                 # the child would escape the tracer (and get ENOSYS for every trap): follow it
-                pt.set_arg0(tid, arch, flags & ~_CLONE_UNTRACED)
+                try:
+                    pt.set_arg0(tid, arch, flags & ~_CLONE_UNTRACED)
+                except pt.PtraceError as e:
+                    if pt.gone(e):
+                        return
+                    raise
         # while the caller is held: once answered it may exit at once
         tgid, ppid = self._ids_of(tid)
         box = tree.box
