@@ -65,7 +65,7 @@ class SeccompBackend:
         self._caches: dict[int, object] = {}    # listener fd -> _notif.PidCache
         self.fast_path = c_path_available()    # chosen once: the C hot path or its Python twin
         if self.fast_path:
-            self._receive, self._send = _notif.receive, _notif.send
+            self._receive, self._send, self._new_cache = _notif.receive, _notif.send, _notif.PidCache
         else:
             mem = kernel.MemReader()
             self._receive = lambda fd, _cache: _py_receive(fd, mem)
@@ -88,7 +88,7 @@ class SeccompBackend:
             box.on_event = lambda b, ev: later.append((listener, on_event, b, ev))
         self._boxes[listener] = box
         if self.fast_path:
-            self._caches[listener] = _notif.PidCache()
+            self._caches[listener] = self._new_cache()
         self._epoll.register(listener, _EPOLLIN)
         return box
 
