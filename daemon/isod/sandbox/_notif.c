@@ -3,10 +3,13 @@
  * receive() does everything the supervisor needs from the kernel while the
  * caller is held, with the GIL released: RECV, path, argv (process_vm_readv)
  * and cwd of an execve/execveat, clone_args.flags of a clone3, the caller's
- * tgid and ppid, then ID_VALID. send() answers. Nothing here decides: the
- * policy stays in Python (seccomp_backend.py), which also has a pure-Python
- * twin of receive() with the same results (kernel.MemReader, /proc/TID/status;
- * tests/sandbox/test_fastpath.py compares them).
+ * tgid and ppid, then ID_VALID. send() answers; wait() polls the
+ * supervisor's epoll fd for a few microseconds before it goes to sleep (a
+ * caller that traps again at once is answered without a wake-up from idle).
+ * Nothing here decides: the policy stays in Python (seccomp_backend.py),
+ * which also has a pure-Python twin of receive() with the same results
+ * (kernel.MemReader, /proc/TID/status; tests/sandbox/test_fastpath.py
+ * compares them).
  *
  * tgid and ppid: reading /proc/TID/status costs ~25 us (the kernel formats
  * the whole file), pidfd_open + PIDFD_GET_INFO ~5 us, and PIDFD_GET_INFO on a
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -494,6 +498,37 @@ static PyObject *notif_send(PyObject *self, PyObject *const *args, Py_ssize_t na
     return PyErr_SetFromErrno(PyExc_OSError);
 }
 
+static PyObject *notif_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait(epoll_fd, spin_ns)");
+        return NULL;
+    }
+    int epfd;
+    if (as_int(args[0], &epfd) < 0) return NULL;
+    long long spin = PyLong_AsLongLong(args[1]);
+    if (spin == -1 && PyErr_Occurred()) return NULL;
+    struct epoll_event ev[16];
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    int64_t end = monotonic_ns() + spin;
+    do {
+        n = epoll_wait(epfd, ev, 16, 0);
+    } while (n == 0 && monotonic_ns() < end);
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        if (errno == EINTR) return PyList_New(0);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *out = PyList_New(n);
+    for (int i = 0; out != NULL && i < n; i++) {
+        /* select.epoll registers each fd with data.fd = fd */
+        PyObject *t = Py_BuildValue("(iI)", ev[i].data.fd, (unsigned)ev[i].events);
+        if (t == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, t);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"receive", (PyCFunction)(void (*)(void))notif_receive, METH_FASTCALL,
      "receive(listener_fd, cache=None) -> (id, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete,"
@@ -502,6 +537,9 @@ static PyMethodDef methods[] = {
      " os.fsdecode; flags:"
      " clone/ptrace arg0, execveat arg4, clone3 clone_args.flags; complete: ID_VALID held and nothing was cut"
      " (256 args, 4096 bytes each). tgid/ppid are not read for a clone3 with CLONE_THREAD."},
+    {"wait", (PyCFunction)(void (*)(void))notif_wait, METH_FASTCALL,
+     "wait(epoll_fd, spin_ns) -> [(fd, events)]: what select.epoll.poll(0) gives, polled without blocking"
+     " (GIL released) until something is ready or spin_ns have passed ([] then)."},
     {"send", (PyCFunction)(void (*)(void))notif_send, METH_FASTCALL,
      "send(listener_fd, id, error, flags) -> bool: SEND the answer; False if the caller is gone (ENOENT)."},
     {NULL, NULL, 0, NULL},
