@@ -15,12 +15,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
 from harness.sandbox import SMALL, Run, run_in, run_py
-
 from isod.policy import IDLE
 from isod.sandbox import seccomp_backend
 from isod.sandbox.events import Event
@@ -245,3 +245,11 @@ def test_pidfds_kept_for_a_tree_are_closed_with_it(paths, tmp_path):
     r = run_in(b, ["sh", "-c", "for i in 1 2 3 4 5; do /bin/true; done"], IDLE, cwd=tmp_path)
     assert r.rc == 0 and len(r.of("execve")) == 6
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_extension_is_built_where_it_can_be():
+    """`pip install` builds it as optional: a compile error would only show as
+    every Event coming from the Python path. Fail loudly where it can build."""
+    if shutil.which("gcc") is None or not Path(sysconfig.get_paths()["include"], "Python.h").exists():
+        pytest.skip("no gcc or no Python headers: the Python path is all there is")
+    assert seccomp_backend._notif is not None, "isod.sandbox._notif is not built: `make install` (pip install -e .)"
