@@ -171,20 +171,31 @@ def test_a_small_test_cannot_have_the_daemon_spawn_for_it(tmp_path, serve):
 # The test runs in the worker process, which holds the channel the daemon reads
 # test boundaries from: the test can write to it. Announcing "finished" for
 # itself and "started" for a medium test already queued on the same worker
-# moves the daemon's decision window to the medium rule while the small test
-# is still running. A documented non-guarantee (docs/threat-model.md).
+# would move the daemon's decision window to the medium rule while the small
+# test is still running (docs/threat-model.md N2). pytest always reports
+# teardown before the worker says "finished", so a bare forged "finished" is
+# refused at once; a forger that also forges the reports is caught only when
+# the real worker's messages arrive.
 FORGE = '''
-import os, socket, subprocess, time, pytest
+import json, os, socket, subprocess, time, pytest
 from isod import channel
 from isod.v1 import isod_pb2 as pb
 
+def forge(**kind):
+    chan = channel.Channel(socket.socket(fileno=os.dup(int(os.environ["ISOD_WORKER_FD"]))))
+    chan.send(pb.WorkerEvent(**kind).SerializeToString())
+
 @pytest.mark.small
 def test_forges_its_way_out():
-    chan = channel.Channel(socket.socket(fileno=os.dup(int(os.environ["ISOD_WORKER_FD"]))))
     me = os.environ["PYTEST_CURRENT_TEST"].split(" ")[0]
-    chan.send(pb.WorkerEvent(finished=pb.TestFinished(nodeid=me)).SerializeToString())
-    chan.send(pb.WorkerEvent(started=pb.TestStarted(nodeid="test_forge.py::test_medium_next",
-                                                    t_ns=time.monotonic_ns())).SerializeToString())
+    if os.environ.get("FORGE_REPORTS"):
+        for when in ("call", "teardown"):
+            forge(report=pb.PhaseReport(when=when, report_json=json.dumps({
+                "$report_type": "TestReport", "nodeid": me, "when": when, "outcome": "passed",
+                "location": ["test_forge.py", 8, me], "keywords": {}, "longrepr": None,
+                "sections": [], "duration": 0.0, "user_properties": []}).encode()))
+    forge(finished=pb.TestFinished(nodeid=me))
+    forge(started=pb.TestStarted(nodeid="test_forge.py::test_medium_next", t_ns=time.monotonic_ns()))
     time.sleep(0.05)
     subprocess.run(["touch", "ESCAPED"])
 
@@ -194,11 +205,29 @@ def test_medium_next():
 '''
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "documented non-guarantee: a test can forge `finished`/`started` on its own worker's channel (same "
-    "process) and shift the decision window to a queued medium test's rule. Hardening proposed in "
-    "docs/threat-model.md: accept `started` only for the head of the worker's queue and flag the duplicate "
-    "`started`/`finished` the real worker sends afterwards as a protocol violation failing both tests"))
-def test_a_small_test_cannot_forge_its_way_to_a_medium_rule(tmp_path, serve):
+def test_a_forged_finished_is_refused_and_fails_the_forger(tmp_path, serve):
     r = run_pytest(tmp_path, {"test_forge.py": FORGE}, "-q", "--isod-workers=1", target=serve.target)
     assert not (tmp_path / "ESCAPED").exists(), r.out
+    assert r.test("test_forges_its_way_out")["outcome"] == "failed", r.out
+    assert "test code wrote on the isod worker channel while test_forge.py::test_forges_its_way_out ran" in r.out
+    assert "before its teardown report" in r.out, r.out
+    assert r.test("test_medium_next")["outcome"] == "passed", r.out   # on a fresh worker
+    assert "protocol violation" in serve.log_text()
+
+
+def test_a_full_forgery_is_detected_when_the_real_messages_arrive(tmp_path, serve):
+    r = run_pytest(tmp_path, {"test_forge.py": FORGE}, "-q", "--isod-workers=1", target=serve.target,
+                   env={"FORGE_REPORTS": "1"})
+    assert r.rc == 1, r.out
+    assert "test code wrote on the isod worker channel" in r.out, r.out
+    assert "`finished test_forge.py::test_forges_its_way_out` for a test not running" in r.out, r.out
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "documented non-guarantee (docs/threat-model.md N2): a test that forges its own reports, `finished` and "
+    "the next test's `started` on its worker's channel spawns under that test's rule; isod only detects it "
+    "afterwards. Preventing it needs the boundaries to come from a process the test does not run in"))
+def test_a_small_test_cannot_forge_its_way_to_a_medium_rule(tmp_path, serve):
+    run_pytest(tmp_path, {"test_forge.py": FORGE}, "-q", "--isod-workers=1", target=serve.target,
+               env={"FORGE_REPORTS": "1"})
+    assert not (tmp_path / "ESCAPED").exists()

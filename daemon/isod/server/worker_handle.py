@@ -60,6 +60,7 @@ class WorkerHandle:
         self.collected = False      # it sent its collection
         self.timed_out = False      # the daemon killed it for a time limit
         self.crashed = False        # it died mid-test or before being told to finish
+        self.protocol_error: str | None = None   # test code wrote on the channel
         self.exit_status: int | None = None
         self._lock = threading.RLock()
         daemon_end, worker_end = channel.pair()
@@ -170,9 +171,12 @@ class WorkerHandle:
     def _handle(self, msg: pb.WorkerEvent) -> None:
         kind = msg.WhichOneof("kind")
         if kind == "started":
-            item = next((i for i in self.assigned if i.nodeid == msg.started.nodeid), None)
-            if item is None:   # not sent to this worker: ignore, keep the rule
+            # the worker runs its items in order, one at a time: anything else
+            # was written by test code on the channel (docs/threat-model.md N2)
+            if self.running is not None or not self.assigned or self.assigned[0].nodeid != msg.started.nodeid:
+                self._protocol_violation(f"`started {msg.started.nodeid}` out of order")
                 return
+            item = self.assigned[0]
             self.box.settle()
             self.box.take_events()                # spawns between tests: not this test's
             size = SIZE_FROM_PB.get(item.size)
@@ -191,6 +195,11 @@ class WorkerHandle:
         elif kind == "finished":
             run = self.running
             if run is None or run.item.nodeid != msg.finished.nodeid:
+                self._protocol_violation(f"`finished {msg.finished.nodeid}` for a test not running")
+                return
+            if self.enforcing and (not run.reports or run.reports[-1].when != "teardown"):
+                # pytest always reports teardown before the worker says finished
+                self._protocol_violation(f"`finished {run.item.nodeid}` before its teardown report")
                 return
             self._cut(run)
             self.running = None
@@ -203,6 +212,15 @@ class WorkerHandle:
         elif kind == "collected":
             self.collected = True
             self.on_collected(self, msg.collected)
+
+    def _protocol_violation(self, what: str) -> None:
+        """Messages no real worker sends: a test forged them. It may already
+        have spawned under a wrong rule; make that loud: kill the worker, and
+        the test it is in fails saying why."""
+        if self.protocol_error is None:
+            self.protocol_error = what
+            self.on_log(f"worker {self.name}: protocol violation ({what}); killing it")
+            self.kill()
 
     def flag(self, what: str) -> None:
         """A violation found outside the trap path (the daemon's socket): the
@@ -289,7 +307,11 @@ class WorkerHandle:
         elapsed = time.monotonic() - run.t0
         own_execs = [e for e in run.events if e.syscall in ("execve", "execveat") and e.pid == self.pid
                      and e.decision == "allow"]
-        if own_execs:
+        if self.protocol_error is not None:
+            kind = pb.Interruption.WORKER_CRASHED
+            msg = (f"test code wrote on the isod worker channel while {run.item.nodeid} ran "
+                   f"({self.protocol_error}): the size rule may have been dodged; isod killed the worker")
+        elif own_execs:
             kind = pb.Interruption.WORKER_REPLACED
             msg = (f"{run.item.nodeid} replaced the worker process with exec: "
                    f"{' '.join(own_execs[-1].argv) or own_execs[-1].path}; a fresh worker takes over")
