@@ -34,8 +34,8 @@ def _have_connector() -> bool:
 HAVE_CONNECTOR = _have_connector()
 
 
-def isod_trace(*args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+def isod_trace(*args: str, timeout: float = 30, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = dict(env or os.environ, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run([sys.executable, "-m", "isod", "trace", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, check=False, **kw)
 
@@ -70,6 +70,8 @@ def test_shell_pipeline_shows_forks_and_execs_with_times(backend_name):
     assert int(p.stdout) > 0                           # the command's stdout is untouched
     events = parse(p.stderr)
     assert all(t >= 0 for t, _, _ in events)
+    times = [t for t, _, _ in events]
+    assert times == sorted(times), p.stderr              # in time order, whichever thread saw it first
     (sh,) = [pid for _, pid, what in events if what.startswith("execve sh -c 'ls / | wc -l'")]
     children = [int(m[1]) for _, pid, what in events if pid == sh and (m := re.fullmatch(r"fork -> (\d+)", what))]
     assert len(children) == 2, p.stderr
@@ -78,6 +80,17 @@ def test_shell_pipeline_shows_forks_and_execs_with_times(backend_name):
     for pid in (sh, *children):
         assert any(pid == ev_pid and what.startswith("exit 0") for _, ev_pid, what in events), pid
     assert "--- 3 exec(s), 0 denied, exit status 0" in p.stderr
+
+
+def test_a_path_search_marks_the_misses_and_counts_the_exec_once(backend_name, tmp_path):
+    (tmp_path / "nowhere").mkdir()          # a PATH directory without the command
+    env = dict(os.environ, PATH=f"{tmp_path / 'nowhere'}:/usr/bin:/bin")
+    p = isod_trace("--backend", backend_name, "--", "sh", "-c", "exec uname >/dev/null", env=env)
+    assert p.returncode == 0, p.stderr
+    lines = [what for _, _, what in parse(p.stderr) if what.startswith("execve uname")]
+    assert lines[0] == f"execve uname   [{tmp_path / 'nowhere' / 'uname'}]   = ENOENT", p.stderr
+    assert not lines[-1].endswith("= ENOENT"), p.stderr
+    assert "--- 2 exec(s), 0 denied, exit status 0" in p.stderr   # sh and uname, not the miss
 
 
 def test_small_size_shows_the_denied_call_and_exits_nonzero(backend_name):

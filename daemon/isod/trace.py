@@ -7,6 +7,7 @@ clean; `--json` prints one object per event with the wire field names.
 
 from __future__ import annotations
 
+import heapq
 import os
 import shlex
 import signal
@@ -19,6 +20,7 @@ from .sandbox import Box, Event, ProcEvent, SandboxError, open_backend
 from .sandbox.proc_connector import open_connector
 
 EXIT_DENIED = 1
+HOLD_NS = 150_000_000   # longer than the supervisors' STALE_NS (seccomp 100 ms, ptrace 20 ms)
 _EVENT_FIELDS = Event.__dataclass_fields__.keys()   # in declaration order, as asdict gives them
 
 
@@ -36,25 +38,69 @@ class TreePrinter:
         self.denied: list[Event] = []
         self.execs = 0
         self.procs = 1
+        self.root = 0      # the launched command's pid, once known
+        # Traps reach us late (the supervisor delivers them between traps, up
+        # to its STALE_NS later) and forks/exits from another thread, at once:
+        # lines wait HOLD_NS here and come out in time order.
+        self._held: list[tuple[int, int, str]] = []
+        self._seq = 0
+        self._wake = threading.Condition(self.lock)
+        self._closed = False
         if as_json:
             import json  # only here: the import is a fixed cost of every `isod trace`
             self._dumps = json.dumps
+        self._flusher = threading.Thread(target=self._flush_loop, name="isod-trace-out", daemon=True)
+        self._flusher.start()
 
     def _rel(self, t_ns: int) -> str:
         return f"{(t_ns - self.t0) / 1e9:9.6f}"
 
-    def _emit(self, obj: dict | None, line: str | None) -> None:
+    def _emit(self, obj: dict | None, line: str | None, t_ns: int | None = None) -> None:
+        if self.as_json:
+            text = self._dumps(obj, separators=(",", ":"))
+        elif line is not None:
+            text = line
+        else:
+            return
         with self.lock:
-            if self.as_json:
-                self.out.write(self._dumps(obj, separators=(",", ":")) + "\n")
-            elif line is not None:
-                self.out.write(line + "\n")
+            if t_ns is None:          # the summary: after everything
+                self._write_until(None)
+                self.out.write(text + "\n")
+                self.out.flush()
+                return
+            self._seq += 1
+            heapq.heappush(self._held, (t_ns, self._seq, text))
+            if len(self._held) == 1:
+                self._wake.notify()
+
+    def _write_until(self, limit_ns: int | None) -> None:
+        held = self._held
+        wrote = False
+        while held and (limit_ns is None or held[0][0] <= limit_ns):
+            self.out.write(heapq.heappop(held)[2] + "\n")
+            wrote = True
+        if wrote:
             self.out.flush()
+
+    def _flush_loop(self) -> None:
+        with self.lock:
+            while not self._closed:
+                if not self._held:
+                    self._wake.wait()
+                    continue
+                self._write_until(time.monotonic_ns() - HOLD_NS)
+                self._wake.wait(HOLD_NS / 4e9)
+
+    def close(self) -> None:
+        with self.lock:
+            self._write_until(None)
+            self._closed = True
+            self._wake.notify()
 
     def trap(self, _box: Box, ev: Event) -> None:
         if ev.decision == "deny":
             self.denied.append(ev)
-        if ev.syscall in ("execve", "execveat") and ev.decision == "allow":
+        if ev.syscall in ("execve", "execveat") and ev.decision == "allow" and self._found(ev):
             self.execs += 1
             self.born.setdefault(ev.pid, ev.t_ns)
         if self.as_json:
@@ -62,11 +108,16 @@ class TreePrinter:
             obj = {"type": "trap"}
             for name in _EVENT_FIELDS:
                 obj[name] = getattr(ev, name)
-            self._emit(obj, None)
+            self._emit(obj, None, ev.t_ns)
         else:
             line = self._trap_line(ev)
             if line is not None:
-                self._emit(None, line)
+                self._emit(None, line, ev.t_ns)
+
+    @staticmethod
+    def _found(ev: Event) -> bool:
+        """Whether an allowed exec's file exists (a PATH search tries several)."""
+        return not ev.cwd or os.path.exists(os.path.join(ev.cwd, ev.path))
 
     def _trap_line(self, ev: Event) -> str | None:
         head = f"{self._rel(ev.t_ns)} {ev.pid:>7}"
@@ -76,7 +127,7 @@ class TreePrinter:
         if ev.syscall in ("execve", "execveat"):
             cmd = shlex.join(ev.argv) if ev.argv else ev.path
             extra = f"   [{ev.path}]" if ev.argv and ev.path != ev.argv[0] else ""
-            if ev.decision == "allow" and ev.cwd and not os.path.exists(os.path.join(ev.cwd, ev.path)):
+            if ev.decision == "allow" and not self._found(ev):
                 mark = "   = ENOENT"
             return f"{head} {ev.syscall} {cmd}{extra}{mark}"
         if ev.syscall == "clone3":
@@ -98,11 +149,13 @@ class TreePrinter:
             line = f"{self._rel(ev.t_ns)} {ev.ppid:>7} fork -> {ev.pid}"
         else:
             life = ""
-            if ev.pid in self.born:
-                life = f"   (lived {(ev.t_ns - self.born[ev.pid]) / 1e6:.3f} ms)"
+            # the root's pid is the launcher's, which exec'd CMD: born at the start
+            born = self.born.get(ev.pid, self.t0 if ev.pid == self.root else None)
+            if born is not None:
+                life = f"   (lived {(ev.t_ns - born) / 1e6:.3f} ms)"
             status = f"exit {ev.exit_code}" if ev.exit_signal is None else f"killed by {signal_name(ev.exit_signal)}"
             line = f"{self._rel(ev.t_ns)} {ev.pid:>7} {status}{life}"
-        self._emit({"type": ev.kind, **ev.to_dict()} if self.as_json else None, line)
+        self._emit({"type": ev.kind, **ev.to_dict()} if self.as_json else None, line, ev.t_ns)
 
     def summary(self, rc: int, wall_ns: int) -> None:
         if self.as_json:
@@ -144,6 +197,7 @@ def run(cmd: list[str], size: str | None, as_json: bool, out: TextIO, backend_na
             connector.close()
         backend.close()
         raise
+    printer.root = box.pid
     if connector is not None:
         connector.follow(box.pid, printer.proc)
     stop = {"sig": None}
@@ -174,6 +228,7 @@ def run(cmd: list[str], size: str | None, as_json: bool, out: TextIO, backend_na
                                exit_signal=-status if status < 0 else None))
     rc = status if status >= 0 else 128 - status
     printer.summary(rc, wall)
+    printer.close()
     if printer.denied and rc == 0:
         rc = EXIT_DENIED
     return rc

@@ -48,6 +48,17 @@ class Box:
         self._lock = threading.Lock()
         self.released = threading.Event()   # the supervisor let go of the tree (all tasks gone)
 
+    def rule_for(self, tid: int, name: str) -> Rule:
+        """The rule a trapped call of this tree is judged by; the backends
+        call it right before deciding (it runs ``before_decision`` first)."""
+        if self.before_decision is not None:
+            self.before_decision()
+        if self.launch_rule is not None and tid == self.pid and name == "execve":
+            # the launcher execs the command: allowed; the owner's rule holds from here
+            self.rule, self.launch_rule = self.launch_rule, None
+            return IDLE
+        return self.rule
+
     def record(self, ev: Event) -> None:
         with self._lock:
             self._events.append(ev)

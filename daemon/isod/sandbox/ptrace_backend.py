@@ -456,7 +456,7 @@ class PtraceBackend:
         # while the caller is held: once answered it may exit at once
         tgid, ppid = self._ids_of(tid)
         box = tree.box
-        rule = self._rule(box, tid, name)
+        rule = box.rule_for(tid, name)
         box.inflight += 1      # answered from here on, recorded below (see Box.settle)
         try:
             if name == "clone3":
@@ -506,15 +506,6 @@ class PtraceBackend:
             return
         self._cont(tid, 0)
 
-    def _rule(self, box: Box, tid: int, name: str) -> Rule:
-        if box.before_decision is not None:
-            box.before_decision()
-        if box.launch_rule is not None and tid == box.pid and name == "execve":
-            # the launcher execs the command: allowed; the owner's rule holds from here
-            box.rule, box.launch_rule = box.launch_rule, None
-            return IDLE
-        return box.rule
-
     def _decide_child(self, tid: int, tree: _Tree, child: int, t0: int) -> None:
         """Events mode, at a fork/vfork/clone event: the child exists, has not run."""
         arch, nr, arg0 = self._info.current(tid)
@@ -526,7 +517,7 @@ class PtraceBackend:
         if flags & kernel.CLONE_THREAD:
             return
         ids = self._ids_of(tid)
-        if policy.decide(self._rule(tree.box, tid, name), name):
+        if policy.decide(tree.box.rule_for(tid, name), name):
             decision = ALLOW
         else:
             decision = DENY
@@ -545,7 +536,7 @@ class PtraceBackend:
         except OSError:
             path, cwd, argv = b"", "", []
         ids = self._ids_of(tid)
-        allowed = policy.decide(self._rule(tree.box, tid, name), name)
+        allowed = policy.decide(tree.box.rule_for(tid, name), name)
         if not allowed:
             _kill(tid)
         self._record(tree.box, tid, t0, name, arch, ALLOW if allowed else DENY, path, argv, 0, ids, cwd)

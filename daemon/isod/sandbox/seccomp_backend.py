@@ -189,13 +189,7 @@ class SeccompBackend:
             # which the filter allows without asking. Not recorded.
             send(fd, nid, -errno.ENOSYS, 0)
             return
-        if box.before_decision is not None:
-            box.before_decision()
-        rule = box.rule
-        if box.launch_rule is not None and tid == box.pid and name == "execve":
-            # the launcher execs the command: allowed; the owner's rule holds from here
-            rule = IDLE
-            box.rule, box.launch_rule = box.launch_rule, None
+        rule = box.rule_for(tid, name)
         box.inflight += 1      # answered from here on, recorded below (see Box.settle)
         if name == "clone3":
             decision = ENOSYS       # never CONTINUE a clone3: its flags may change after the check
