@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from isod.sandbox import open_backend
 from isod.sandbox.backends import BACKENDS
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from isod.policy import Size
 
 SIZES = [s.value for s in Size]

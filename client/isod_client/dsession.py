@@ -17,7 +17,6 @@ import warnings
 import grpc
 import pytest
 from _pytest.reports import TestReport
-
 from isod.policy import Size
 from isod.v1 import isod_pb2 as pb
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from isod.policy import DEFAULT_TIMEOUTS, Size
 
 SIZE_MARKERS = {s.value: s for s in Size}

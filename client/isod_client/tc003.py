@@ -13,7 +13,6 @@ import shlex
 import textwrap
 
 from _pytest._code.code import ReprFileLocation, TerminalRepr
-
 from isod.policy import is_violation
 from isod.v1 import isod_pb2 as pb
 

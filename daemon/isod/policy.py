@@ -19,7 +19,7 @@ class Size(enum.Enum):
     XLARGE = "xlarge"
 
     @classmethod
-    def parse(cls, text: str) -> "Size":
+    def parse(cls, text: str) -> Size:
         try:
             return cls(text.strip().lower())
         except ValueError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from harness.daemon import run_pytest
 
 pytestmark = pytest.mark.large

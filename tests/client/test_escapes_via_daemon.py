@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from harness.daemon import run_pytest
 
 pytestmark = pytest.mark.large   # a real daemon, real workers, a real pytest run

@@ -8,7 +8,6 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from harness.daemon import run_pytest
 
 pytestmark = pytest.mark.large

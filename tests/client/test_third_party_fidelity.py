@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
 OUTCOMES = r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|subtests passed|subtests failed)"
 
 

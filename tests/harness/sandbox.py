@@ -7,10 +7,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-import pytest
-
 from isod.policy import IDLE, RULES, Rule, Size
-from isod.sandbox import Event, open_backend
+from isod.sandbox import Event
 
 SMALL = RULES[Size.SMALL]
 MEDIUM = RULES[Size.MEDIUM]

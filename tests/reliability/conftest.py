@@ -4,7 +4,6 @@ tree and resource use are checked, so it is not shared with other folders)."""
 from __future__ import annotations
 
 import pytest
-
 from reliability.isod_rpc import Serve
 
 

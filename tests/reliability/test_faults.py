@@ -15,7 +15,6 @@ import time
 
 import psutil
 import pytest
-
 from harness.daemon import run_pytest
 from reliability.isod_rpc import Serve, run_session, wait_until
 

@@ -11,7 +11,6 @@ import time
 
 import psutil
 import pytest
-
 from isod.server.limits import DEFAULT_CONFIG, GiB, LimitsConfig, SizeLimits, TreeLimits
 
 pytestmark = pytest.mark.medium

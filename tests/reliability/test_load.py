@@ -9,7 +9,6 @@ import time
 
 import psutil
 import pytest
-
 from reliability.isod_rpc import Serve, healthy, run_session, wait_until, write_tests
 
 pytestmark = pytest.mark.large

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from harness.sandbox import MEDIUM, SMALL, run_in, run_py
 
 pytestmark = pytest.mark.medium   # these tests start sandboxed processes

@@ -13,7 +13,6 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from isod.v1 import isod_pb2 as pb
 from reliability.isod_rpc import FINISH, Serve, Stream, healthy, items, open_msg, wait_until, write_tests
 

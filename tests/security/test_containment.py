@@ -4,14 +4,10 @@ io_uring, the daemon's memory, and the daemon's own socket. Real daemon, real
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 
-import psutil
 import pytest
-
 from harness.daemon import run_pytest
 
 pytestmark = pytest.mark.large

@@ -3,7 +3,6 @@
 import threading
 
 import pytest
-
 from isod import channel
 
 pytestmark = pytest.mark.small

@@ -1,7 +1,6 @@
 """The size policy is plain data: checked without a kernel."""
 
 import pytest
-
 from isod import policy
 from isod.policy import IDLE, RULES, Size
 

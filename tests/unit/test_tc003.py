@@ -1,7 +1,6 @@
 """The TC003 block and its attempt lines, from recorded events."""
 
 import pytest
-
 from isod.v1 import isod_pb2 as pb
 from isod_client import tc003
 

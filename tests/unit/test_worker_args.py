@@ -3,7 +3,6 @@
 from types import SimpleNamespace
 
 import pytest
-
 from isod_client.worker_args import worker_args
 
 pytestmark = pytest.mark.small

@@ -10,11 +10,10 @@ before exec, so that the sandbox fails closed (ENOSYS) if the supervisor dies.
 
 from __future__ import annotations
 
+import _socket  # not `socket`: it pulls in enum and selectors (8 ms)
 import errno
 import os
 import sys
-
-import _socket  # not `socket`: it pulls in enum and selectors (8 ms)
 
 from . import kernel
 

@@ -13,7 +13,7 @@ import select
 import socket
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from .events import ProcEvent
 

@@ -64,7 +64,7 @@ class LauncherProcess:
         fds = array.array("i")
         try:
             msg, anc, _flags, _addr = self.sock.recvmsg(256, socket.CMSG_SPACE(fds.itemsize))
-        except socket.timeout:
+        except TimeoutError:
             self.popen.kill()
             raise SandboxError(f"the launcher did not report within {SETUP_TIMEOUT:.0f} s") from None
         finally:

@@ -17,8 +17,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .. import channel, policy
 from ..sandbox import Box
@@ -44,10 +44,10 @@ class Running:
 
 class WorkerHandle:
     def __init__(self, name: str, backend, open_msg: pb.SessionOpen, *,
-                 on_collected: Callable[["WorkerHandle", pb.Collected], None],
-                 on_result: Callable[["WorkerHandle", pb.TestResult], None],
-                 on_output: Callable[["WorkerHandle", bytes, bool], None],
-                 on_exit: Callable[["WorkerHandle"], None], limits: LimitsConfig | None = None) -> None:
+                 on_collected: Callable[[WorkerHandle, pb.Collected], None],
+                 on_result: Callable[[WorkerHandle, pb.TestResult], None],
+                 on_output: Callable[[WorkerHandle, bytes, bool], None],
+                 on_exit: Callable[[WorkerHandle], None], limits: LimitsConfig | None = None) -> None:
         self.name = name
         self.on_collected, self.on_result, self.on_output, self.on_exit = on_collected, on_result, on_output, on_exit
         self.on_log: Callable[[str], None] = lambda msg: None
@@ -325,7 +325,7 @@ class WorkerHandle:
             nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
             worker=self.name, interruption=pb.Interruption(
                 kind=kind, message=msg, elapsed_s=elapsed,
-                exit_code=status if status >= 0 else 0, signal=-status if status < 0 else 0))
+                exit_code=max(status, 0), signal=-status if status < 0 else 0))
 
     def unfinished(self) -> list[pb.TestItem]:
         """Items sent to this worker that it never started (to hand to another)."""
