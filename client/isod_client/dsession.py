@@ -65,9 +65,13 @@ class Controller:
             unmarked += not marked
             self.sizes[item.nodeid] = (size, item_timeout(item, size, self.limits))
         if unmarked:
-            warnings.warn_explicit(pytest.PytestWarning(
-                f"isod: {unmarked} test(s) have no size marker and run as "
-                f"{self.default_size.value} (--isod-default-size)"), None, str(config.rootpath), 0)
+            # recorded, not raised: under `filterwarnings = error` a raised
+            # warning would abort the session over a notice
+            text = (f"isod: {unmarked} test(s) have no size marker and run as "
+                    f"{self.default_size.value} (--isod-default-size)")
+            msg = warnings.WarningMessage(pytest.PytestWarning(text), pytest.PytestWarning, "isod_client", 0)
+            config.hook.pytest_warning_recorded.call_historic(kwargs=dict(
+                warning_message=msg, when="collect", nodeid="", location=None))
 
     # --- the run loop -------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

@@ -50,9 +50,10 @@ def _intent_for(ev: pb.SpawnEvent, intents) -> pb.Intent | None:
 def attempt_lines(result: pb.TestResult) -> list[str]:
     """One line per distinct attempt, in order: 'Attempted execve: ls -la'."""
     lines: list[str] = []
+    seen: set[str] = set()
     for ev in violations(result):
         if ev.syscall in ("execve", "execveat"):
-            cmd = shlex.join(ev.argv) if ev.argv else ev.path
+            cmd = _shown(shlex.join(ev.argv) if ev.argv else ev.path)
             line = f"Attempted {ev.syscall}: {cmd}"
             if ev.argv and ev.path and ev.path != ev.argv[0]:
                 line += f"   [{ev.path}]"
@@ -65,7 +66,7 @@ def attempt_lines(result: pb.TestResult) -> list[str]:
                 else:
                     line = f"Attempted {intent.event}"
                     if intent.argv:
-                        line += f": {shlex.join(intent.argv)}"
+                        line += f": {_shown(shlex.join(intent.argv))}"
                 if intent.site:
                     line += f"   (at {intent.site})"
             else:
@@ -74,9 +75,18 @@ def attempt_lines(result: pb.TestResult) -> list[str]:
             line = f"Attempted to have the isod daemon run tests for it: {ev.path}"
         else:
             line = f"Attempted {ev.syscall}"
-        if line not in lines:
+        if line not in seen:
+            seen.add(line)
             lines.append(line)
     return lines
+
+
+SHOWN_CHARS = 400
+
+
+def _shown(cmd: str) -> str:
+    """A command line as TC003 prints it: a 1 MB argv is cut."""
+    return cmd if len(cmd) <= SHOWN_CHARS else f"{cmd[:SHOWN_CHARS]}... ({len(cmd)} characters)"
 
 
 def where(result: pb.TestResult) -> str:
@@ -85,7 +95,8 @@ def where(result: pb.TestResult) -> str:
         return ""
     first = vs[0]
     denied = sum(1 for e in vs if e.decision == "deny")
-    return (f"  ({len(vs)} trapped call(s), {denied} denied in the kernel; first in {first.phase or 'test'} "
+    more = f" and {result.events_dropped} more not kept" if result.events_dropped else ""
+    return (f"  ({len(vs)} trapped call(s){more}, {denied} denied in the kernel; first in {first.phase or 'test'} "
             f"at +{first.offset_s * 1000:.1f} ms, pid {first.pid}, parent {first.ppid})")
 
 

@@ -283,6 +283,24 @@ def abi_escape(tmp_path_factory) -> str:
     return str(exe)
 
 
+def test_exec_from_a_thread_made_with_clone_untraced(backend, tmp_path):
+    """A thread the kernel would not report to a tracer (CLONE_UNTRACED): its
+    exec is still judged and recorded (the ptrace backend traps such a clone
+    to clear the flag; user notification needs no tracer)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed")
+    exe = tmp_path / "untraced_thread"
+    subprocess.run([gcc, "-O1", "-Wall", "-Werror", "-o", str(exe), str(C_DIR / "untraced_thread.c")], check=True)
+    marker = tmp_path / "ran"
+    r = run_in(backend, [str(exe), str(marker)], SMALL)
+    after = blocked(r, marker)
+    assert r.out.split() == ["exec", "-1"], r.out + r.err          # -EPERM, not ENOSYS
+    (ev,) = after
+    assert (ev.syscall, ev.decision, ev.argv) == ("execve", "deny", [TOUCH, str(marker)])
+    assert ev.tid != ev.pid                                          # from the thread
+
+
 @pytest.mark.parametrize("call", ["fork", "vfork", "clone", "execve", "execveat"])
 def test_i386_int80(backend, tmp_path, abi_escape, call):
     marker = tmp_path / "ran"

@@ -205,7 +205,7 @@ def test_a_forged_finished_is_refused_and_fails_the_forger(tmp_path, serve):
     r = run_pytest(tmp_path, {"test_forge.py": FORGE}, "-q", "--isod-workers=1", target=serve.target)
     assert not (tmp_path / "ESCAPED").exists(), r.out
     assert r.test("test_forges_its_way_out")["outcome"] == "failed", r.out
-    assert "test code wrote on the isod worker channel while test_forge.py::test_forges_its_way_out ran" in r.out
+    assert "while test_forge.py::test_forges_its_way_out ran: test code wrote on the isod worker channel" in r.out
     assert "before its teardown report" in r.out, r.out
     assert r.test("test_medium_next")["outcome"] == "passed", r.out   # on a fresh worker
     assert "protocol violation" in serve.log_text()

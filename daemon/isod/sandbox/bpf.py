@@ -15,7 +15,7 @@ import tempfile
 
 import pyseccomp as sc
 
-from .kernel import CLONE_THREAD
+from .kernel import CLONE_THREAD, CLONE_UNTRACED
 
 # Syscalls that reach the supervisor. clone is trapped only without
 # CLONE_THREAD, so threads never cost a round trip on the clone path; clone3
@@ -31,6 +31,12 @@ def _build(trace_action: int | None) -> sc.SyscallFilter:
     for name in NOTIFIED:
         f.add_rule(action, name)
     f.add_rule(action, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+    if trace_action is not None:
+        # ptrace follows threads only if it sees them: a thread made with
+        # CLONE_UNTRACED would get ENOSYS for every trap, unrecorded. The
+        # tracer clears the flag (user notification needs no tracer).
+        both = CLONE_THREAD | CLONE_UNTRACED
+        f.add_rule(action, "clone", sc.Arg(0, sc.MASKED_EQ, both, both))
     return f
 
 

@@ -45,6 +45,7 @@ NAME_OF = {
 CLONE_VM = 0x00000100
 CLONE_VFORK = 0x00004000
 CLONE_THREAD = 0x00010000
+CLONE_UNTRACED = 0x00800000
 
 # --- seccomp ---------------------------------------------------------------
 SECCOMP_SET_MODE_FILTER = 1

@@ -47,7 +47,7 @@ from .spawn import SETUP_TIMEOUT, LauncherProcess
 
 _EXECS = ("execve", "execveat")
 _I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
-_CLONE_UNTRACED = 0x00800000
+_CLONE_UNTRACED = kernel.CLONE_UNTRACED
 _CHILD_EVENTS = (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE)
 _EPERM, _ENOSYS, _EBUSY = errno.EPERM, errno.ENOSYS, errno.EBUSY
 STALE_NS = 20_000_000    # an on_event call waits at most this long in a burst of stops
@@ -453,6 +453,9 @@ class PtraceBackend:
                     if pt.gone(e):
                         return
                     raise
+                if flags & kernel.CLONE_THREAD:    # a thread (trapped only for its flag): not recorded
+                    self._resume(tid)
+                    return
         # while the caller is held: once answered it may exit at once
         tgid, ppid = self._ids_of(tid)
         box = tree.box

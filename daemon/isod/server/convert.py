@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..policy import Size
 from ..sandbox.events import Event
 from ..v1 import isod_pb2 as pb
+from ..wire import text, texts
 
 SIZE_TO_PB = {Size.SMALL: pb.SMALL, Size.MEDIUM: pb.MEDIUM, Size.LARGE: pb.LARGE, Size.XLARGE: pb.XLARGE}
 SIZE_FROM_PB = {v: k for k, v in SIZE_TO_PB.items()}
@@ -13,6 +14,6 @@ SIZE_FROM_PB = {v: k for k, v in SIZE_TO_PB.items()}
 def event_to_pb(ev: Event, phase: str = "", offset_s: float = 0.0) -> pb.SpawnEvent:
     return pb.SpawnEvent(
         t_ns=ev.t_ns, pid=ev.pid, tid=ev.tid, ppid=ev.ppid, syscall=ev.syscall, abi=ev.abi,
-        decision=ev.decision, latency_ns=ev.latency_ns, path=ev.path, argv=ev.argv, cwd=ev.cwd,
+        decision=ev.decision, latency_ns=ev.latency_ns, path=text(ev.path), argv=texts(ev.argv), cwd=text(ev.cwd),
         clone_flags=ev.clone_flags, argv_complete=ev.argv_complete, phase=phase, offset_s=offset_s,
     )

@@ -67,6 +67,7 @@ def validate_run(run: pb.RunTests) -> None:
 
 
 BATCH = 256
+BATCH_BYTES = 4 << 20     # a batch of big results (long captured output) stays one result each
 
 
 def batched(out: queue.SimpleQueue):
@@ -80,13 +81,15 @@ def batched(out: queue.SimpleQueue):
             return
         if isinstance(msg, pb.DaemonMessage) and msg.WhichOneof("kind") == "result":
             batch = [msg.result]
-            while len(batch) < BATCH:
+            size = msg.result.ByteSize()
+            while len(batch) < BATCH and size < BATCH_BYTES:
                 try:
                     nxt = out.get_nowait()
                 except queue.Empty:
                     break
                 if isinstance(nxt, pb.DaemonMessage) and nxt.WhichOneof("kind") == "result":
                     batch.append(nxt.result)
+                    size += nxt.result.ByteSize()
                 else:
                     pending = nxt
                     break

@@ -17,8 +17,11 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from google.protobuf.message import DecodeError
 
 from .. import channel, policy
 from ..sandbox import Box
@@ -27,6 +30,10 @@ from .convert import SIZE_FROM_PB, event_to_pb
 from .limits import LimitsConfig, TreeLimits
 
 WORKER_PLUGIN = "isod.worker.plugin"
+# A test's record stays far below gRPC's message limit: argv is dropped from
+# events past MAX_EVENT_BYTES, events past MAX_EVENTS are only counted.
+MAX_EVENTS = 10_000
+MAX_EVENT_BYTES = 8 << 20
 READ_BATCH_DELAY = 0.0005
 
 
@@ -40,6 +47,8 @@ class Running:
     events: list[pb.SpawnEvent] = field(default_factory=list)
     phase: str = "setup"
     t0_ns: int = 0
+    dropped: int = 0          # events past MAX_EVENTS
+    event_bytes: int = 0
 
 
 class WorkerHandle:
@@ -60,7 +69,7 @@ class WorkerHandle:
         self.collected = False      # it sent its collection
         self.timed_out = False      # the daemon killed it for a time limit
         self.crashed = False        # it died mid-test or before being told to finish
-        self.protocol_error: str | None = None   # test code wrote on the channel
+        self.abort_reason: str | None = None   # why the daemon killed it (a forged or bad message)
         self.exit_status: int | None = None
         self._lock = threading.RLock()
         daemon_end, worker_end = channel.pair()
@@ -165,7 +174,20 @@ class WorkerHandle:
                     return False
                 if raw is None:
                     return True
-                self._handle(pb.WorkerEvent.FromString(raw))
+                if self.abort_reason is not None:
+                    continue      # killed: what it still wrote changes nothing (the test in it failed)
+                try:
+                    msg = pb.WorkerEvent.FromString(raw)
+                except DecodeError:
+                    self._protocol_violation(f"{len(raw)} bytes that are not a WorkerEvent")
+                    return True
+                try:
+                    self._handle(msg)
+                except Exception as e:    # a bug of ours: fail the test loudly, never hang the session
+                    self.on_log(f"worker {self.name}: error handling its {msg.WhichOneof('kind')} message: "
+                                + "".join(traceback.format_exception(e)).rstrip())
+                    self._abort(f"isod could not handle worker {self.name}'s "
+                                f"{msg.WhichOneof('kind')} message ({e!r}); isod killed the worker")
 
     # --- messages (called with the lock held) -------------------------------
     def _handle(self, msg: pb.WorkerEvent) -> None:
@@ -207,7 +229,7 @@ class WorkerHandle:
             if self.finish_sent and not self.assigned:
                 self.box.rule = policy.IDLE
             self.on_result(self, pb.TestResult(
-                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
+                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events, events_dropped=run.dropped,
                 intents=msg.finished.intents, worker=self.name, warnings=self._strays(run)))
         elif kind == "collected":
             self.collected = True
@@ -217,9 +239,15 @@ class WorkerHandle:
         """Messages no real worker sends: a test forged them. It may already
         have spawned under a wrong rule; make that loud: kill the worker, and
         the test it is in fails saying why."""
-        if self.protocol_error is None:
-            self.protocol_error = what
+        if self.abort_reason is None:
             self.on_log(f"worker {self.name}: protocol violation ({what}); killing it")
+        self._abort(f"test code wrote on the isod worker channel ({what}): "
+                    "the size rule may have been dodged; isod killed the worker")
+
+    def _abort(self, why: str) -> None:
+        """Kill the worker; the test it is in fails with `why`."""
+        if self.abort_reason is None:
+            self.abort_reason = why
             self.kill()
 
     def flag(self, what: str) -> None:
@@ -246,7 +274,15 @@ class WorkerHandle:
     def _cut(self, run: Running) -> None:
         self.box.settle()
         for ev in self.box.take_events():
-            run.events.append(event_to_pb(ev, run.phase, (ev.t_ns - run.t0_ns) / 1e9))
+            if len(run.events) >= MAX_EVENTS:    # a spawn loop: count the rest, keep the result sendable
+                run.dropped += 1
+                continue
+            pe = event_to_pb(ev, run.phase, (ev.t_ns - run.t0_ns) / 1e9)
+            if run.event_bytes > MAX_EVENT_BYTES:
+                del pe.argv[:]
+                pe.argv_complete = False
+            run.event_bytes += pe.ByteSize()
+            run.events.append(pe)
 
     # --- time limits and deaths -----------------------------------------
     def _time_left(self) -> float | None:
@@ -269,7 +305,7 @@ class WorkerHandle:
             msg = (f"[TC006] Timeout: {run.item.nodeid} ({size.value if size else 'unsized'}) ran "
                    f"{elapsed:.2f} s, past its limit of {run.item.timeout_s:g} s; isod killed its worker")
             self.on_result(self, pb.TestResult(
-                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
+                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events, events_dropped=run.dropped,
                 worker=self.name, interruption=pb.Interruption(
                     kind=pb.Interruption.TIMEOUT, message=msg, limit_s=run.item.timeout_s, elapsed_s=elapsed)))
         self.kill()
@@ -307,10 +343,9 @@ class WorkerHandle:
         elapsed = time.monotonic() - run.t0
         own_execs = [e for e in run.events if e.syscall in ("execve", "execveat") and e.pid == self.pid
                      and e.decision == "allow"]
-        if self.protocol_error is not None:
+        if self.abort_reason is not None:
             kind = pb.Interruption.WORKER_CRASHED
-            msg = (f"test code wrote on the isod worker channel while {run.item.nodeid} ran "
-                   f"({self.protocol_error}): the size rule may have been dodged; isod killed the worker")
+            msg = f"while {run.item.nodeid} ran: {self.abort_reason}"
         elif own_execs:
             kind = pb.Interruption.WORKER_REPLACED
             msg = (f"{run.item.nodeid} replaced the worker process with exec: "
@@ -322,7 +357,7 @@ class WorkerHandle:
                 how += ", killed by the memory limit of its size (isod serve --limits)"
             msg = f"worker '{self.name}' crashed while running {run.item.nodeid}: {how}"
         return pb.TestResult(
-            nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
+            nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events, events_dropped=run.dropped,
             worker=self.name, interruption=pb.Interruption(
                 kind=kind, message=msg, elapsed_s=elapsed,
                 exit_code=max(status, 0), signal=-status if status < 0 else 0))

@@ -125,7 +125,7 @@ class SessionReady(_message.Message):
     def __init__(self, workers: _Optional[int] = ..., backend: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class TestResult(_message.Message):
-    __slots__ = ("nodeid", "size", "reports", "events", "intents", "worker", "interruption", "warnings")
+    __slots__ = ("nodeid", "size", "reports", "events", "intents", "worker", "interruption", "warnings", "events_dropped")
     NODEID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +134,7 @@ class TestResult(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTION_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     size: Size
     reports: _containers.RepeatedCompositeFieldContainer[PhaseReport]
@@ -142,7 +143,8 @@ class TestResult(_message.Message):
     worker: str
     interruption: Interruption
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., worker: _Optional[str] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    events_dropped: int
+    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., worker: _Optional[str] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., events_dropped: _Optional[int] = ...) -> None: ...
 
 class PhaseReport(_message.Message):
     __slots__ = ("when", "report_json")

@@ -24,7 +24,7 @@ from collections import deque
 
 import pytest
 
-from isod import channel
+from isod import channel, wire
 from isod.v1 import isod_pb2 as pb
 
 ENV_FD = "ISOD_WORKER_FD"
@@ -32,7 +32,7 @@ ENV_FD = "ISOD_WORKER_FD"
 # sys.audit events that name a command about to be run (what a denied vfork
 # cannot tell the daemon by itself).
 _AUDITED = {
-    "subprocess.Popen": lambda a: [os.fsdecode(x) for x in (a[1] if isinstance(a[1], (list, tuple)) else [a[1]])],
+    "subprocess.Popen": lambda a: _popen_argv(a[0], a[1]),
     "os.system": lambda a: ["sh", "-c", os.fsdecode(a[0])],
     "os.posix_spawn": lambda a: [os.fsdecode(x) for x in a[1]],
     "os.exec": lambda a: [os.fsdecode(x) for x in a[1]],
@@ -44,6 +44,14 @@ _AUDITED = {
     # no Python-level event announces. Best effort: ctypes caches lookups.
     "ctypes.dlsym": lambda a: [a[1] if isinstance(a[1], str) else repr(a[1])],
 }
+
+
+def _popen_argv(executable, args) -> list[str]:
+    """argv as Popen was given it; `executable=` runs another program under that name."""
+    argv = [os.fsdecode(x) for x in (args if isinstance(args, (list, tuple)) else [args])]
+    if executable is not None and argv and os.fsdecode(executable) != argv[0]:
+        argv[0] = f"{argv[0]} (executable={os.fsdecode(executable)})"
+    return argv
 
 
 _STDLIB = os.path.dirname(os.__file__)
@@ -89,16 +97,25 @@ class Intents:
 
     def hook(self, event: str, args: tuple) -> None:
         if event in _AUDITED and self.active:
+            # an exception here would propagate into the audited call: never raise
             try:
-                argv = _AUDITED[event](args)
+                self._record(event, args, sys._getframe(1))
             except Exception:
-                argv = [repr(args)[:500]]
-            frame = sys._getframe(1)
-            if event == "os.fork" and not argv:
-                argv, event = _spawnv_args(frame)
-            self.items.append(pb.Intent(event=event, argv=argv, tid=threading.get_native_id(),
-                                        offset_s=(time.monotonic_ns() - self.t0_ns) / 1e9,
-                                        site=_call_site(frame)))
+                pass
+
+    def _record(self, event: str, args: tuple, frame) -> None:
+        try:
+            argv = _AUDITED[event](args)
+        except Exception:
+            argv = [repr(args)[:500]]
+        if event == "os.fork" and not argv:
+            argv, event = _spawnv_args(frame)
+        try:
+            site = _call_site(frame)
+        except OSError:          # os.getcwd() of a deleted directory
+            site = ""
+        self.items.append(pb.Intent(event=event, argv=wire.texts(argv), tid=threading.get_native_id(),
+                                    offset_s=(time.monotonic_ns() - self.t0_ns) / 1e9, site=wire.text(site)))
 
 
 class WorkerPlugin:
@@ -148,7 +165,33 @@ class WorkerPlugin:
     def pytest_runtest_logreport(self, report) -> None:
         data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
         payload = json.dumps(data, default=repr).encode()
+        if len(payload) > REPORT_MAX:
+            payload = _fit(data)
         self.send(report=pb.PhaseReport(when=report.when, report_json=payload))
+
+
+REPORT_MAX = 16 << 20    # bytes of one phase report on the wire (gRPC caps a message at 256 MB)
+
+
+def _cut(text: str, keep: int) -> str:
+    if len(text) <= keep:
+        return text
+    half = keep // 2
+    return f"{text[:half]}\n[... isod cut {len(text) - 2 * half} characters here ...]\n{text[-half:]}"
+
+
+def _fit(data: dict) -> bytes:
+    """A report too big to send (a test that printed hundreds of MB): its
+    captured sections, then its failure text, keep their head and tail."""
+    sections = data.get("sections") or []
+    keep = REPORT_MAX // (2 * max(1, len(sections)))
+    data["sections"] = [(title, _cut(str(content), keep)) for title, content in sections]
+    payload = json.dumps(data, default=repr).encode()
+    if len(payload) > REPORT_MAX and data.get("longrepr") is not None:
+        text = data["longrepr"] if isinstance(data["longrepr"], str) else json.dumps(data["longrepr"], default=repr)
+        data["longrepr"] = _cut(text, REPORT_MAX // 2)
+        payload = json.dumps(data, default=repr).encode()
+    return payload
 
 
 @pytest.hookimpl(trylast=True)
