@@ -42,6 +42,9 @@ class Controller:
         self.limits = limits(config)
         self.sizes: dict[str, tuple[Size, float]] = {}
         self.violators: list[tuple[str, list[str]]] = []
+        self.outside: list[pb.OutsideTests] = []     # calls made while no test ran, per worker
+        self.unmarked = 0                            # tests without a size marker
+        self.session_exit: pb.SessionExit | None = None   # a test called pytest.exit / raised KeyboardInterrupt
         self.ended = False      # the daemon said the session is over (its workers are gone)
         self.report = ReportFile(config.getoption("isod_report"))
         self.link = Link(config.getoption("isod_target"), os.environ.get("ISOD_TOKEN"),
@@ -52,26 +55,33 @@ class Controller:
         if self.config.option.collectonly:
             return
         opts = self.config.option
+        if getattr(opts, "usepdb", False) or getattr(opts, "trace", False):
+            raise pytest.UsageError("isod: --pdb and --trace cannot reach tests that run in isod's sandboxed "
+                                    "workers; run this test without -p isod_client to debug it")
+        workers = opts.isod_workers or 0
+        if getattr(opts, "stepwise", False) or getattr(opts, "stepwise_skip", False):
+            workers = 1   # --sw stops at the first failure in collection order: one worker keeps that order
         self.link.open_async(pb.SessionOpen(
             python=sys.executable, cwd=str(self.config.invocation_params.dir), env=worker_env(),
-            pytest_args=worker_args(self.config), workers=opts.isod_workers or 0,
+            pytest_args=worker_args(self.config) + self._basetemp(), workers=workers,
             enforcement=ENFORCEMENT_TO_PB[self.enforcement],
             max_worker_restart=opts.isod_max_worker_restart or 0))
 
-    def pytest_collection_modifyitems(self, session, config, items) -> None:
-        unmarked = 0
-        for item in items:
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Sizes of the tests that will run, once every plugin and conftest
+        has modified and deselected them (markers added in modifyitems count)."""
+        for item in session.items:
             size, marked = item_size(item, self.default_size)
-            unmarked += not marked
+            self.unmarked += not marked
             self.sizes[item.nodeid] = (size, item_timeout(item, size, self.limits))
-        if unmarked:
-            # recorded, not raised: under `filterwarnings = error` a raised
-            # warning would abort the session over a notice
-            text = (f"isod: {unmarked} test(s) have no size marker and run as "
-                    f"{self.default_size.value} (--isod-default-size)")
-            msg = warnings.WarningMessage(pytest.PytestWarning(text), pytest.PytestWarning, "isod_client", 0)
-            config.hook.pytest_warning_recorded.call_historic(kwargs=dict(
-                warning_message=msg, when="collect", nodeid="", location=None))
+
+    def _basetemp(self) -> list[str]:
+        """One base temp dir for the session, made here (pytest-xdist does the
+        same); each worker uses its own subdirectory (the worker plugin)."""
+        if self.config.option.basetemp:
+            return []    # the worker plugin puts each worker in a subdirectory of it
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        return [f"--basetemp={factory.getbasetemp()}"] if factory is not None else []
 
     # --- the run loop -------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -102,11 +112,18 @@ class Controller:
                     for res in ([msg.result] if kind == "result" else msg.results.results):
                         if stopped:
                             break   # ran in a worker before the stop reached it: plain pytest never ran it
+                        if res.interruption.kind == pb.Interruption.SESSION_EXIT:
+                            self.session_exit = res.interruption.session_exit   # the daemon stops the session
+                            stopped = True
+                            break
                         self._result(items, res)
                         if session.shouldfail or session.shouldstop:
                             stopped = True
                             self.link.send(pb.ClientMessage(stop=pb.Stop(reason=str(session.shouldfail or
                                                                                      session.shouldstop))))
+                elif kind == "outside":
+                    self.outside.append(msg.outside)
+                    self.report.add_outside(msg.outside)
                 elif kind == "output":
                     stream = sys.stderr if msg.output.stderr else sys.stdout
                     stream.write(msg.output.data.decode(errors="replace"))
@@ -123,6 +140,16 @@ class Controller:
                 error += f" (embedded daemon exited with status {self.link.daemon.proc.returncode})"
         if error:
             self._fail_session(session, error)
+        if self.session_exit is not None:
+            ex = self.session_exit
+            if ex.keyboard_interrupt:
+                raise KeyboardInterrupt(ex.reason)
+            pytest.exit(ex.reason, ex.returncode if ex.returncode >= 0 else None)
+        # as pytest's own run loop ends: -x/--maxfail, --sw and the like
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
         return True
 
     def _fail_session(self, session: pytest.Session, error: str) -> None:
@@ -158,6 +185,8 @@ class Controller:
                                  f"past its limit of {limit:g} s")
         for text in res.warnings:
             self._warn(item, text, pytest.PytestWarning)
+        for w in res.recorded_warnings:
+            self._recorded(item, w)
         for rep in reports:
             ihook.pytest_runtest_logreport(report=rep)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -192,8 +221,28 @@ class Controller:
         item.ihook.pytest_warning_recorded.call_historic(kwargs=dict(
             warning_message=msg, when="runtest", nodeid=item.nodeid, location=None))
 
+    def _recorded(self, item, w: pb.RecordedWarning) -> None:
+        """A warning the test raised in its worker, into the warnings summary."""
+        category = _warning_class(w.category)
+        msg = warnings.WarningMessage(category(w.message), category, w.filename, w.lineno)
+        item.ihook.pytest_warning_recorded.call_historic(kwargs=dict(
+            warning_message=msg, when=w.when or "runtest", nodeid=item.nodeid, location=None))
+
     # --- end of run ------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.unmarked:
+            terminalreporter.write_line(f"isod: {self.unmarked} test(s) without a size marker ran as "
+                                        f"{self.default_size.value} (--isod-default-size)")
+        late = tc003.outside_lines(self.outside)
+        if late:
+            # allowed (design §1: no test running), but a small test may have put
+            # it there (atexit, a finalizer): shown, never silent
+            terminalreporter.section("isod: processes created while no test ran (no size applied)",
+                                     sep="-", yellow=True)
+            for line in late[:20]:
+                terminalreporter.write_line(f"    {line}")
+            if len(late) > 20:
+                terminalreporter.write_line(f"    ... and {len(late) - 20} more (--isod-report has them all)")
         if not self.violators:
             return
         verb = {"strict": "failed", "warn": "warned", "off": "recorded"}[self.enforcement]
@@ -208,6 +257,22 @@ class Controller:
     def pytest_sessionfinish(self, session) -> None:
         self.report.write()
         self.link.close(session_ended=self.ended)
+
+
+def _warning_class(name: str) -> type[Warning]:
+    """module:qualname back to the class where it can be imported, else UserWarning."""
+    import importlib
+
+    module, _, qualname = name.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, type) and issubclass(obj, Warning):
+            return obj
+    except Exception:
+        pass
+    return UserWarning
 
 
 def worker_env() -> dict[str, str]:

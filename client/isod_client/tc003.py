@@ -143,3 +143,21 @@ def longrepr(result: pb.TestResult, location: tuple, previous: str | None = None
     lines = attempt_lines(result)
     headline = f"[TC003] {lines[0]}" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
     return TC003Repr(text, headline, location)
+
+
+def outside_lines(outside: list[pb.OutsideTests]) -> list[str]:
+    """Process creations while no test ran, after collection: between tests
+    and after a worker's last test (session-finish hooks, atexit, finalizers).
+    Collection-time spawns (a conftest running git) are only in the report file.
+    Repeats (an exec retried along PATH) are shown once, with a count."""
+    counts: dict[str, int] = {}
+    for o in outside:
+        for ev in o.events:
+            if ev.phase == "collection" or not is_violation(ev.syscall):
+                continue
+            what = (f"{ev.syscall}: {_shown(shlex.join(ev.argv) if ev.argv else ev.path)}"
+                    if ev.syscall in ("execve", "execveat") else f"{ev.syscall} by pid {ev.pid}")
+            when = f"after its last test ({o.last_test})" if ev.phase == "after the last test" else ev.phase
+            line = f"worker {o.worker} {when}: {what} [{ev.decision}]"
+            counts[line] = counts.get(line, 0) + 1
+    return [line if n == 1 else f"{line} (x{n})" for line, n in counts.items()]

@@ -66,7 +66,7 @@ class Session:
         self.started_workers += 1
         w = WorkerHandle(name, self.backend, self.open, on_collected=self._on_collected,
                          on_result=self._on_result, on_output=self._on_output, on_exit=self._on_exit,
-                         limits=self.limits)
+                         limits=self.limits, on_outside=self._on_outside)
         w.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
         self.workers[name] = w
 
@@ -90,7 +90,7 @@ class Session:
             self.stopped = True
             self.todo.clear()
             for w in self.workers.values():
-                w.send_finish()
+                w.send_finish(stop=True)
             self._maybe_end()
 
     def abort(self) -> None:
@@ -137,8 +137,13 @@ class Session:
         with self.lock:
             self.results += 1
             self.out.put(pb.DaemonMessage(result=res))
-            if not res.HasField("interruption"):
+            if res.interruption.kind == pb.Interruption.SESSION_EXIT:
+                self.stop(f"{res.nodeid} ended the session")   # as pytest does; the client follows
+            elif not res.HasField("interruption"):
                 self._dispatch(w)
+
+    def _on_outside(self, w: WorkerHandle, outside: pb.OutsideTests) -> None:
+        self.out.put(pb.DaemonMessage(outside=outside))
 
     def _on_output(self, w: WorkerHandle, data: bytes, is_err: bool) -> None:
         if is_err:

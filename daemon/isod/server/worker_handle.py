@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,12 +57,22 @@ class WorkerHandle:
                  on_collected: Callable[[WorkerHandle, pb.Collected], None],
                  on_result: Callable[[WorkerHandle, pb.TestResult], None],
                  on_output: Callable[[WorkerHandle, bytes, bool], None],
-                 on_exit: Callable[[WorkerHandle], None], limits: LimitsConfig | None = None) -> None:
+                 on_exit: Callable[[WorkerHandle], None], limits: LimitsConfig | None = None,
+                 on_outside: Callable[[WorkerHandle, pb.OutsideTests], None] | None = None) -> None:
         self.name = name
         self.on_collected, self.on_result, self.on_output, self.on_exit = on_collected, on_result, on_output, on_exit
+        self.on_outside = on_outside
+        # trapped calls while no test ran (allowed and recorded, design §1), sent when the worker ends
+        self.outside: list[pb.SpawnEvent] = []
+        self.outside_dropped = 0
+        self.last_test = ""
         self.on_log: Callable[[str], None] = lambda msg: None
-        self.assigned: list[pb.TestItem] = []     # sent, not finished (the running one first)
+        # sent, not finished (the running one first). Appended by the session
+        # without this handle's lock (which is held while results go out to the
+        # session: taking it here would invert the order of the two locks).
+        self.assigned: deque[pb.TestItem] = deque()
         self.finish_sent = False
+        self.stop_sent = False
         self.running: Running | None = None
         self.exited = False
         # warn/off: record everything, deny nothing (the verdict is the client's)
@@ -70,6 +81,7 @@ class WorkerHandle:
         self.timed_out = False      # the daemon killed it for a time limit
         self.crashed = False        # it died mid-test or before being told to finish
         self.abort_reason: str | None = None   # why the daemon killed it (a forged or bad message)
+        self.exiting = False        # a test ended its pytest session (pytest.exit, KeyboardInterrupt)
         self.exit_status: int | None = None
         self._lock = threading.RLock()
         daemon_end, worker_end = channel.pair()
@@ -93,20 +105,27 @@ class WorkerHandle:
         self.limits = TreeLimits(self.pid, limits)
         self.reported_strays: set[int] = set()
         self.started_at = time.monotonic()
+        self.started_ns = time.monotonic_ns()
         self._thread = threading.Thread(target=self._read_loop, name=f"isod-{name}", daemon=True)
         self._thread.start()
 
     # --- commands ---------------------------------------------------------
     def send_item(self, item: pb.TestItem) -> None:
-        with self._lock:
-            self.assigned.append(item)
+        self.assigned.append(item)
         self._send(pb.WorkerCommand(run=item))
 
-    def send_finish(self) -> None:
-        with self._lock:
-            if self.finish_sent:
+    def send_finish(self, stop: bool = False) -> None:
+        """No more items; with ``stop`` (-x, --maxfail) the worker also drops
+        those it was sent and has not started."""
+        if stop:
+            if self.stop_sent:
                 return
-            self.finish_sent = True
+            self.stop_sent = self.finish_sent = True   # the worker reads a stop even after a finish
+            self._send(pb.WorkerCommand(stop=pb.Stop()))
+            return
+        if self.finish_sent:
+            return
+        self.finish_sent = True      # a second finish would be harmless: the worker stops reading
         self._send(pb.WorkerCommand(finish=pb.Finish()))
 
     def _send(self, cmd: pb.WorkerCommand) -> None:
@@ -195,12 +214,12 @@ class WorkerHandle:
         if kind == "started":
             # the worker runs its items in order, one at a time: anything else
             # was written by test code on the channel (docs/threat-model.md N2)
-            if self.running is not None or not self.assigned or self.assigned[0].nodeid != msg.started.nodeid:
+            if (self.running is not None or self.exiting or not self.assigned
+                    or self.assigned[0].nodeid != msg.started.nodeid):
                 self._protocol_violation(f"`started {msg.started.nodeid}` out of order")
                 return
             item = self.assigned[0]
-            self.box.settle()
-            self.box.take_events()                # spawns between tests: not this test's
+            self._cut_outside("between tests" if self.last_test else "collection")
             size = SIZE_FROM_PB.get(item.size)
             self.running = Running(item=item, t0=msg.started.t_ns / 1e9 or time.monotonic(),
                                    t0_ns=msg.started.t_ns or time.monotonic_ns())
@@ -219,18 +238,28 @@ class WorkerHandle:
             if run is None or run.item.nodeid != msg.finished.nodeid:
                 self._protocol_violation(f"`finished {msg.finished.nodeid}` for a test not running")
                 return
-            if self.enforcing and (not run.reports or run.reports[-1].when != "teardown"):
+            ended = msg.finished.HasField("exit")     # pytest.exit / KeyboardInterrupt: no teardown report
+            if self.enforcing and not ended and (not run.reports or run.reports[-1].when != "teardown"):
                 # pytest always reports teardown before the worker says finished
                 self._protocol_violation(f"`finished {run.item.nodeid}` before its teardown report")
                 return
             self._cut(run)
             self.running = None
-            self.assigned = [i for i in self.assigned if i.nodeid != run.item.nodeid]
+            self.last_test = run.item.nodeid
+            self._done(run.item)
+            if ended:
+                self.exiting = True     # its pytest ends now: nothing more starts on it
             if self.finish_sent and not self.assigned:
                 self.box.rule = policy.IDLE
-            self.on_result(self, pb.TestResult(
-                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events, events_dropped=run.dropped,
-                intents=msg.finished.intents, worker=self.name, warnings=self._strays(run)))
+            res = pb.TestResult(
+                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
+                events_dropped=run.dropped, intents=msg.finished.intents, worker=self.name,
+                warnings=self._strays(run), recorded_warnings=msg.finished.warnings)
+            if ended:
+                res.interruption.kind = pb.Interruption.SESSION_EXIT
+                res.interruption.message = msg.finished.exit.reason
+                res.interruption.session_exit.CopyFrom(msg.finished.exit)
+            self.on_result(self, res)
         elif kind == "collected":
             self.collected = True
             self.on_collected(self, msg.collected)
@@ -271,6 +300,15 @@ class WorkerHandle:
         return [f"{run.item.nodeid} left process {pid} running: {_command(pid)} "
                 "(isod kills it when the worker ends)" for pid in sorted(strays)]
 
+    def _cut_outside(self, when: str) -> None:
+        """Calls made while no test ran: kept for the client's report."""
+        self.box.settle()
+        for ev in self.box.take_events():
+            if len(self.outside) >= MAX_EVENTS:
+                self.outside_dropped += 1
+                continue
+            self.outside.append(event_to_pb(ev, when, (ev.t_ns - self.started_ns) / 1e9))
+
     def _cut(self, run: Running) -> None:
         self.box.settle()
         for ev in self.box.take_events():
@@ -300,7 +338,7 @@ class WorkerHandle:
             self.timed_out = True
             self._cut(run)
             self.running = None
-            self.assigned = [i for i in self.assigned if i.nodeid != run.item.nodeid]
+            self._done(run.item)
             size = SIZE_FROM_PB.get(run.item.size)
             msg = (f"[TC006] Timeout: {run.item.nodeid} ({size.value if size else 'unsized'}) ran "
                    f"{elapsed:.2f} s, past its limit of {run.item.timeout_s:g} s; isod killed its worker")
@@ -328,11 +366,15 @@ class WorkerHandle:
             self.exited = True
             run = self.running
             self.running = None
-            self.crashed = run is not None or not self.finish_sent or self.timed_out
+            self.crashed = (run is not None or not self.finish_sent or self.timed_out) and not self.exiting
             if run is not None:
                 self._cut(run)
-                self.assigned = [i for i in self.assigned if i.nodeid != run.item.nodeid]
+                self._done(run.item)
                 self.on_result(self, self._crash_result(run, status))
+            self._cut_outside("after the last test" if self.last_test else "collection")
+            if self.outside and self.on_outside is not None:
+                self.on_outside(self, pb.OutsideTests(worker=self.name, events=self.outside,
+                                                      last_test=self.last_test))
         self.chan.close()
         for pipe in (self.box.popen.stdout, self.box.popen.stderr):
             pipe.close()
@@ -362,10 +404,16 @@ class WorkerHandle:
                 kind=kind, message=msg, elapsed_s=elapsed,
                 exit_code=max(status, 0), signal=-status if status < 0 else 0))
 
+    def _done(self, item: pb.TestItem) -> None:
+        """The running item is the head of ``assigned`` (the worker runs them in order)."""
+        if self.assigned and self.assigned[0] is item:
+            self.assigned.popleft()
+        else:
+            self.assigned = deque(i for i in self.assigned if i is not item)
+
     def unfinished(self) -> list[pb.TestItem]:
         """Items sent to this worker that it never started (to hand to another)."""
-        with self._lock:
-            return list(self.assigned)
+        return list(self.assigned)
 
 
 SPAWNS = ("fork", "vfork", "clone")

@@ -95,18 +95,30 @@ class Stop(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class DaemonMessage(_message.Message):
-    __slots__ = ("ready", "result", "end", "output", "results")
+    __slots__ = ("ready", "result", "end", "output", "results", "outside")
     READY_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    OUTSIDE_FIELD_NUMBER: _ClassVar[int]
     ready: SessionReady
     result: TestResult
     end: SessionEnd
     output: WorkerOutput
     results: TestResults
-    def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., result: _Optional[_Union[TestResult, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ..., output: _Optional[_Union[WorkerOutput, _Mapping]] = ..., results: _Optional[_Union[TestResults, _Mapping]] = ...) -> None: ...
+    outside: OutsideTests
+    def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., result: _Optional[_Union[TestResult, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ..., output: _Optional[_Union[WorkerOutput, _Mapping]] = ..., results: _Optional[_Union[TestResults, _Mapping]] = ..., outside: _Optional[_Union[OutsideTests, _Mapping]] = ...) -> None: ...
+
+class OutsideTests(_message.Message):
+    __slots__ = ("worker", "events", "last_test")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_TEST_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    events: _containers.RepeatedCompositeFieldContainer[SpawnEvent]
+    last_test: str
+    def __init__(self, worker: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., last_test: _Optional[str] = ...) -> None: ...
 
 class TestResults(_message.Message):
     __slots__ = ("results",)
@@ -125,7 +137,7 @@ class SessionReady(_message.Message):
     def __init__(self, workers: _Optional[int] = ..., backend: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class TestResult(_message.Message):
-    __slots__ = ("nodeid", "size", "reports", "events", "intents", "worker", "interruption", "warnings", "events_dropped")
+    __slots__ = ("nodeid", "size", "reports", "events", "intents", "worker", "interruption", "warnings", "recorded_warnings", "events_dropped")
     NODEID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +146,7 @@ class TestResult(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTION_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_WARNINGS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     size: Size
@@ -143,8 +156,9 @@ class TestResult(_message.Message):
     worker: str
     interruption: Interruption
     warnings: _containers.RepeatedScalarFieldContainer[str]
+    recorded_warnings: _containers.RepeatedCompositeFieldContainer[RecordedWarning]
     events_dropped: int
-    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., worker: _Optional[str] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., events_dropped: _Optional[int] = ...) -> None: ...
+    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., worker: _Optional[str] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., recorded_warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., events_dropped: _Optional[int] = ...) -> None: ...
 
 class PhaseReport(_message.Message):
     __slots__ = ("when", "report_json")
@@ -203,7 +217,7 @@ class Intent(_message.Message):
     def __init__(self, event: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., tid: _Optional[int] = ..., offset_s: _Optional[float] = ..., site: _Optional[str] = ...) -> None: ...
 
 class Interruption(_message.Message):
-    __slots__ = ("kind", "message", "limit_s", "elapsed_s", "exit_code", "signal")
+    __slots__ = ("kind", "message", "limit_s", "elapsed_s", "exit_code", "signal", "session_exit")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Interruption.Kind]
@@ -211,24 +225,28 @@ class Interruption(_message.Message):
         WORKER_CRASHED: _ClassVar[Interruption.Kind]
         WORKER_REPLACED: _ClassVar[Interruption.Kind]
         NOT_RUN: _ClassVar[Interruption.Kind]
+        SESSION_EXIT: _ClassVar[Interruption.Kind]
     KIND_UNSPECIFIED: Interruption.Kind
     TIMEOUT: Interruption.Kind
     WORKER_CRASHED: Interruption.Kind
     WORKER_REPLACED: Interruption.Kind
     NOT_RUN: Interruption.Kind
+    SESSION_EXIT: Interruption.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_S_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    SESSION_EXIT_FIELD_NUMBER: _ClassVar[int]
     kind: Interruption.Kind
     message: str
     limit_s: float
     elapsed_s: float
     exit_code: int
     signal: int
-    def __init__(self, kind: _Optional[_Union[Interruption.Kind, str]] = ..., message: _Optional[str] = ..., limit_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ...) -> None: ...
+    session_exit: SessionExit
+    def __init__(self, kind: _Optional[_Union[Interruption.Kind, str]] = ..., message: _Optional[str] = ..., limit_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., session_exit: _Optional[_Union[SessionExit, _Mapping]] = ...) -> None: ...
 
 class WorkerOutput(_message.Message):
     __slots__ = ("worker", "data", "stderr")
@@ -286,12 +304,14 @@ class StatusReply(_message.Message):
     def __init__(self, version: _Optional[str] = ..., backend: _Optional[str] = ..., backend_reason: _Optional[str] = ..., kernel_features: _Optional[_Mapping[str, bool]] = ..., sessions: _Optional[int] = ..., workers: _Optional[int] = ..., pid: _Optional[int] = ..., listen: _Optional[str] = ...) -> None: ...
 
 class WorkerCommand(_message.Message):
-    __slots__ = ("run", "finish")
+    __slots__ = ("run", "finish", "stop")
     RUN_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
     run: TestItem
     finish: Finish
-    def __init__(self, run: _Optional[_Union[TestItem, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ...) -> None: ...
+    stop: Stop
+    def __init__(self, run: _Optional[_Union[TestItem, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., stop: _Optional[_Union[Stop, _Mapping]] = ...) -> None: ...
 
 class WorkerEvent(_message.Message):
     __slots__ = ("collected", "started", "report", "finished")
@@ -322,9 +342,37 @@ class TestStarted(_message.Message):
     def __init__(self, nodeid: _Optional[str] = ..., t_ns: _Optional[int] = ...) -> None: ...
 
 class TestFinished(_message.Message):
-    __slots__ = ("nodeid", "intents")
+    __slots__ = ("nodeid", "intents", "exit", "warnings")
     NODEID_FIELD_NUMBER: _ClassVar[int]
     INTENTS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     intents: _containers.RepeatedCompositeFieldContainer[Intent]
-    def __init__(self, nodeid: _Optional[str] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ...) -> None: ...
+    exit: SessionExit
+    warnings: _containers.RepeatedCompositeFieldContainer[RecordedWarning]
+    def __init__(self, nodeid: _Optional[str] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., exit: _Optional[_Union[SessionExit, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ...) -> None: ...
+
+class SessionExit(_message.Message):
+    __slots__ = ("reason", "returncode", "keyboard_interrupt")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RETURNCODE_FIELD_NUMBER: _ClassVar[int]
+    KEYBOARD_INTERRUPT_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    returncode: int
+    keyboard_interrupt: bool
+    def __init__(self, reason: _Optional[str] = ..., returncode: _Optional[int] = ..., keyboard_interrupt: _Optional[bool] = ...) -> None: ...
+
+class RecordedWarning(_message.Message):
+    __slots__ = ("message", "category", "filename", "lineno", "when")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    LINENO_FIELD_NUMBER: _ClassVar[int]
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    category: str
+    filename: str
+    lineno: int
+    when: str
+    def __init__(self, message: _Optional[str] = ..., category: _Optional[str] = ..., filename: _Optional[str] = ..., lineno: _Optional[int] = ..., when: _Optional[str] = ...) -> None: ...

@@ -123,6 +123,7 @@ class WorkerPlugin:
         self.config = config
         self.chan = chan
         self.intents = Intents()
+        self.warnings: list[pb.RecordedWarning] = []
         sys.addaudithook(self.intents.hook)
 
     def send(self, **kind) -> None:
@@ -143,13 +144,22 @@ class WorkerPlugin:
         pending: deque = deque()
         finished = False
         while True:
-            while not finished and len(pending) < 2:
-                raw = self.chan.recv()
+            # wait until two are known (the next one is this one's nextitem),
+            # then take everything already sent: a `stop` queued behind items
+            # (-x, --maxfail) drops them before the next test starts
+            while True:
+                raw = self.chan.recv(block=not finished and len(pending) < 2)
+                if raw is None:
+                    break
                 cmd = pb.WorkerCommand.FromString(raw)
-                if cmd.HasField("finish"):
-                    finished = True
-                else:
+                kind = cmd.WhichOneof("kind")
+                if kind == "run":
                     pending.append(by_id[cmd.run.nodeid])
+                elif kind == "finish":
+                    finished = True
+                else:                      # stop (also after a finish)
+                    finished = True
+                    pending.clear()
             if not pending:
                 return True
             item = pending.popleft()
@@ -158,9 +168,26 @@ class WorkerPlugin:
 
     def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         t0_ns = self.intents.start()
+        self.warnings = []
         self.send(started=pb.TestStarted(nodeid=item.nodeid, t_ns=t0_ns))
-        item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-        self.send(finished=pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take()))
+        try:
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        except (pytest.exit.Exception, KeyboardInterrupt) as e:
+            # pytest ends the session here: the client does the same
+            is_exit = isinstance(e, pytest.exit.Exception)
+            self.send(finished=pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take(), exit=pb.SessionExit(
+                reason=wire.text(str(e.msg if is_exit else e) or type(e).__name__),
+                returncode=e.returncode if is_exit and e.returncode is not None else -1,
+                keyboard_interrupt=not is_exit)))
+            raise
+        self.send(finished=pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take(), warnings=self.warnings))
+
+    def pytest_warning_recorded(self, warning_message, when, nodeid, location) -> None:
+        if when == "runtest":    # collection warnings: the client collects too and has them
+            cat = warning_message.category
+            self.warnings.append(pb.RecordedWarning(
+                message=wire.text(str(warning_message.message)), category=f"{cat.__module__}:{cat.__qualname__}",
+                filename=wire.text(str(warning_message.filename)), lineno=warning_message.lineno or 0, when=when))
 
     def pytest_runtest_logreport(self, report) -> None:
         data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
@@ -194,6 +221,32 @@ def _fit(data: dict) -> bytes:
     return payload
 
 
+# What only the client does, whether it came from the command line (the
+# client strips those) or from ini addopts / PYTEST_ADDOPTS (these reach the
+# worker): debugging, stopping early, the cache's selection, report files.
+_CLIENT_ONLY = {"usepdb": False, "trace": False, "maxfail": 0, "stepwise": False, "stepwise_skip": False,
+                "lf": False, "failedfirst": False, "newfirst": False, "xmlpath": None}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Before any plugin's pytest_configure reads the options."""
+    worker = os.environ.get("ISOD_WORKER_ID")
+    if os.environ.get(ENV_FD) is None or worker is None:
+        return
+    opt = config.option
+    for name, value in _CLIENT_ONLY.items():
+        if hasattr(opt, name):
+            setattr(opt, name, value)
+    # per-worker places, as pytest-xdist does: the workers of one session must
+    # not wipe each other's basetemp or write over each other's log file
+    if getattr(opt, "basetemp", None):
+        opt.basetemp = os.path.join(str(opt.basetemp), worker)
+    log_file = getattr(opt, "log_file", None) or config.getini("log_file")
+    if log_file:
+        opt.log_file = f"{log_file}.{worker}"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     fd = os.environ.get(ENV_FD)
@@ -202,10 +255,12 @@ def pytest_configure(config: pytest.Config) -> None:
     chan = channel.from_fd(int(fd))
     # a test that execs (or spawns, when its size allows) must not inherit it
     os.set_inheritable(chan.fileno(), False)
-    # the client prints the session; the worker's own terminal output is noise
+    # the client prints the session: the worker's terminal reporter stays (plugins
+    # and --setup-show expect one) but writes nowhere
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        config.pluginmanager.unregister(reporter)
+        from _pytest._io import TerminalWriter
+        reporter._tw = TerminalWriter(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the worker)
     config.pluginmanager.register(WorkerPlugin(config, chan), "isod-worker")
     _watch_daemon(chan)
 
