@@ -78,10 +78,13 @@ class Controller:
     def _basetemp(self) -> list[str]:
         """One base temp dir for the session, made here (pytest-xdist does the
         same); each worker uses its own subdirectory (the worker plugin)."""
-        if self.config.option.basetemp:
-            return []    # the worker plugin puts each worker in a subdirectory of it
         factory = getattr(self.config, "_tmp_path_factory", None)
-        return [f"--basetemp={factory.getbasetemp()}"] if factory is not None else []
+        if factory is None:
+            return []
+        base = factory.getbasetemp()      # a given --basetemp is emptied here, as plain pytest does
+        if self.config.option.basetemp:
+            return []    # already in the workers' arguments; each worker takes a subdirectory of it
+        return [f"--basetemp={base}"]
 
     # --- the run loop -------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

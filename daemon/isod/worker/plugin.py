@@ -241,6 +241,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     # per-worker places, as pytest-xdist does: the workers of one session must
     # not wipe each other's basetemp or write over each other's log file
     if getattr(opt, "basetemp", None):
+        os.makedirs(opt.basetemp, exist_ok=True)     # the client made it; a daemon elsewhere may not have
         opt.basetemp = os.path.join(str(opt.basetemp), worker)
     log_file = getattr(opt, "log_file", None) or config.getini("log_file")
     if log_file:
