@@ -184,13 +184,14 @@ def forge(**kind):
 @pytest.mark.small
 def test_forges_its_way_out():
     me = os.environ["PYTEST_CURRENT_TEST"].split(" ")[0]
+    reports = []
     if os.environ.get("FORGE_REPORTS"):
         for when in ("call", "teardown"):
-            forge(report=pb.PhaseReport(when=when, report_json=json.dumps({
+            reports.append(pb.PhaseReport(when=when, t_ns=time.monotonic_ns(), report_json=json.dumps({
                 "$report_type": "TestReport", "nodeid": me, "when": when, "outcome": "passed",
                 "location": ["test_forge.py", 8, me], "keywords": {}, "longrepr": None,
                 "sections": [], "duration": 0.0, "user_properties": []}).encode()))
-    forge(finished=pb.TestFinished(nodeid=me))
+    forge(finished=pb.TestFinished(nodeid=me, reports=reports))
     forge(started=pb.TestStarted(nodeid="test_forge.py::test_medium_next", t_ns=time.monotonic_ns()))
     time.sleep(0.05)
     subprocess.run(["touch", "ESCAPED"])
@@ -206,7 +207,7 @@ def test_a_forged_finished_is_refused_and_fails_the_forger(tmp_path, serve):
     assert not (tmp_path / "ESCAPED").exists(), r.out
     assert r.test("test_forges_its_way_out")["outcome"] == "failed", r.out
     assert "while test_forge.py::test_forges_its_way_out ran: test code wrote on the isod worker channel" in r.out
-    assert "before its teardown report" in r.out, r.out
+    assert "without its teardown report" in r.out, r.out
     assert r.test("test_medium_next")["outcome"] == "passed", r.out   # on a fresh worker
     assert "protocol violation" in serve.log_text()
 

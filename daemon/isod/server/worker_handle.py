@@ -211,7 +211,15 @@ class WorkerHandle:
     # --- messages (called with the lock held) -------------------------------
     def _handle(self, msg: pb.WorkerEvent) -> None:
         kind = msg.WhichOneof("kind")
-        if kind == "started":
+        if kind == "batch":
+            for inner in msg.batch.events:
+                if self.abort_reason is not None:
+                    return
+                if inner.WhichOneof("kind") == "batch":
+                    self._protocol_violation("a nested batch")
+                    return
+                self._handle(inner)
+        elif kind == "started":
             # the worker runs its items in order, one at a time: anything else
             # was written by test code on the channel (docs/threat-model.md N2)
             if (self.running is not None or self.exiting or not self.assigned
@@ -239,11 +247,13 @@ class WorkerHandle:
                 self._protocol_violation(f"`finished {msg.finished.nodeid}` for a test not running")
                 return
             ended = msg.finished.HasField("exit")     # pytest.exit / KeyboardInterrupt: no teardown report
-            if self.enforcing and not ended and (not run.reports or run.reports[-1].when != "teardown"):
-                # pytest always reports teardown before the worker says finished
-                self._protocol_violation(f"`finished {run.item.nodeid}` before its teardown report")
+            late = sorted(msg.finished.reports, key=lambda r: r.t_ns)
+            if self.enforcing and not ended and (not late or late[-1].when != "teardown"):
+                # pytest always makes a teardown report before the worker says finished
+                self._protocol_violation(f"`finished {run.item.nodeid}` without its teardown report")
                 return
-            self._cut(run)
+            self._cut(run, late)
+            run.reports.extend(late)
             self.running = None
             self.last_test = run.item.nodeid
             self._done(run.item)
@@ -309,13 +319,16 @@ class WorkerHandle:
                 continue
             self.outside.append(event_to_pb(ev, when, (ev.t_ns - self.started_ns) / 1e9))
 
-    def _cut(self, run: Running) -> None:
+    def _cut(self, run: Running, ends: list[pb.PhaseReport] = ()) -> None:
+        """The test's events so far; ``ends``: reports of the phases that ended
+        since (in time order), whose end times tell an event's phase."""
         self.box.settle()
         for ev in self.box.take_events():
             if len(run.events) >= MAX_EVENTS:    # a spawn loop: count the rest, keep the result sendable
                 run.dropped += 1
                 continue
-            pe = event_to_pb(ev, run.phase, (ev.t_ns - run.t0_ns) / 1e9)
+            phase = next((r.when for r in ends if ev.t_ns <= r.t_ns), run.phase if not ends else ends[-1].when)
+            pe = event_to_pb(ev, phase, (ev.t_ns - run.t0_ns) / 1e9)
             if run.event_bytes > MAX_EVENT_BYTES:
                 del pe.argv[:]
                 pe.argv_complete = False

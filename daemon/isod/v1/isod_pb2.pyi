@@ -161,12 +161,14 @@ class TestResult(_message.Message):
     def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., worker: _Optional[str] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., recorded_warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., events_dropped: _Optional[int] = ...) -> None: ...
 
 class PhaseReport(_message.Message):
-    __slots__ = ("when", "report_json")
+    __slots__ = ("when", "report_json", "t_ns")
     WHEN_FIELD_NUMBER: _ClassVar[int]
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    T_NS_FIELD_NUMBER: _ClassVar[int]
     when: str
     report_json: bytes
-    def __init__(self, when: _Optional[str] = ..., report_json: _Optional[bytes] = ...) -> None: ...
+    t_ns: int
+    def __init__(self, when: _Optional[str] = ..., report_json: _Optional[bytes] = ..., t_ns: _Optional[int] = ...) -> None: ...
 
 class SpawnEvent(_message.Message):
     __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s")
@@ -314,16 +316,24 @@ class WorkerCommand(_message.Message):
     def __init__(self, run: _Optional[_Union[TestItem, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., stop: _Optional[_Union[Stop, _Mapping]] = ...) -> None: ...
 
 class WorkerEvent(_message.Message):
-    __slots__ = ("collected", "started", "report", "finished")
+    __slots__ = ("collected", "started", "report", "finished", "batch")
     COLLECTED_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     collected: Collected
     started: TestStarted
     report: PhaseReport
     finished: TestFinished
-    def __init__(self, collected: _Optional[_Union[Collected, _Mapping]] = ..., started: _Optional[_Union[TestStarted, _Mapping]] = ..., report: _Optional[_Union[PhaseReport, _Mapping]] = ..., finished: _Optional[_Union[TestFinished, _Mapping]] = ...) -> None: ...
+    batch: WorkerEvents
+    def __init__(self, collected: _Optional[_Union[Collected, _Mapping]] = ..., started: _Optional[_Union[TestStarted, _Mapping]] = ..., report: _Optional[_Union[PhaseReport, _Mapping]] = ..., finished: _Optional[_Union[TestFinished, _Mapping]] = ..., batch: _Optional[_Union[WorkerEvents, _Mapping]] = ...) -> None: ...
+
+class WorkerEvents(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WorkerEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WorkerEvent, _Mapping]]] = ...) -> None: ...
 
 class Collected(_message.Message):
     __slots__ = ("nodeids", "errors")
@@ -342,16 +352,18 @@ class TestStarted(_message.Message):
     def __init__(self, nodeid: _Optional[str] = ..., t_ns: _Optional[int] = ...) -> None: ...
 
 class TestFinished(_message.Message):
-    __slots__ = ("nodeid", "intents", "exit", "warnings")
+    __slots__ = ("nodeid", "intents", "exit", "warnings", "reports")
     NODEID_FIELD_NUMBER: _ClassVar[int]
     INTENTS_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     intents: _containers.RepeatedCompositeFieldContainer[Intent]
     exit: SessionExit
     warnings: _containers.RepeatedCompositeFieldContainer[RecordedWarning]
-    def __init__(self, nodeid: _Optional[str] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., exit: _Optional[_Union[SessionExit, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ...) -> None: ...
+    reports: _containers.RepeatedCompositeFieldContainer[PhaseReport]
+    def __init__(self, nodeid: _Optional[str] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., exit: _Optional[_Union[SessionExit, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ...) -> None: ...
 
 class SessionExit(_message.Message):
     __slots__ = ("reason", "returncode", "keyboard_interrupt")

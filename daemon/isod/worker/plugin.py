@@ -124,6 +124,8 @@ class WorkerPlugin:
         self.chan = chan
         self.intents = Intents()
         self.warnings: list[pb.RecordedWarning] = []
+        self.reports: list[pb.PhaseReport] = []      # the running test's call and teardown reports
+        self.done: pb.WorkerEvent | None = None      # the last test's `finished`, not sent yet
         sys.addaudithook(self.intents.hook)
 
     def send(self, **kind) -> None:
@@ -148,7 +150,10 @@ class WorkerPlugin:
             # then take everything already sent: a `stop` queued behind items
             # (-x, --maxfail) drops them before the next test starts
             while True:
-                raw = self.chan.recv(block=not finished and len(pending) < 2)
+                block = not finished and len(pending) < 2
+                if block:
+                    self._flush()          # the daemon must not wait for a result while we wait for it
+                raw = self.chan.recv(block=block)
                 if raw is None:
                     break
                 cmd = pb.WorkerCommand.FromString(raw)
@@ -161,26 +166,45 @@ class WorkerPlugin:
                     finished = True
                     pending.clear()
             if not pending:
+                self._flush()
                 return True
             item = pending.popleft()
             nextitem = pending[0] if pending else None
             self.run(item, nextitem)
 
     def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Two messages per test: the previous test's `finished` (with its call
+        and teardown reports) and this one's `started` in one frame before
+        setup, then the setup report. A message per phase cost more than a
+        trivial test."""
         t0_ns = self.intents.start()
         self.warnings = []
-        self.send(started=pb.TestStarted(nodeid=item.nodeid, t_ns=t0_ns))
+        self.reports = []
+        started = pb.WorkerEvent(started=pb.TestStarted(nodeid=item.nodeid, t_ns=t0_ns))
+        if self.done is not None:
+            self.chan.send(pb.WorkerEvent(batch=pb.WorkerEvents(events=[self.done, started])).SerializeToString())
+            self.done = None
+        else:
+            self.chan.send(started.SerializeToString())
         try:
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
         except (pytest.exit.Exception, KeyboardInterrupt) as e:
             # pytest ends the session here: the client does the same
             is_exit = isinstance(e, pytest.exit.Exception)
-            self.send(finished=pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take(), exit=pb.SessionExit(
-                reason=wire.text(str(e.msg if is_exit else e) or type(e).__name__),
-                returncode=e.returncode if is_exit and e.returncode is not None else -1,
-                keyboard_interrupt=not is_exit)))
+            self.send(finished=pb.TestFinished(
+                nodeid=item.nodeid, intents=self.intents.take(), reports=self.reports, exit=pb.SessionExit(
+                    reason=wire.text(str(e.msg if is_exit else e) or type(e).__name__),
+                    returncode=e.returncode if is_exit and e.returncode is not None else -1,
+                    keyboard_interrupt=not is_exit)))
             raise
-        self.send(finished=pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take(), warnings=self.warnings))
+        self.done = pb.WorkerEvent(finished=pb.TestFinished(
+            nodeid=item.nodeid, intents=self.intents.take(), warnings=self.warnings, reports=self.reports))
+
+    def _flush(self) -> None:
+        """Send the last test's `finished` now (no next test starts yet)."""
+        if self.done is not None:
+            self.chan.send(self.done.SerializeToString())
+            self.done = None
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location) -> None:
         if when == "runtest":    # collection warnings: the client collects too and has them
@@ -194,7 +218,11 @@ class WorkerPlugin:
         payload = json.dumps(data, default=repr).encode()
         if len(payload) > REPORT_MAX:
             payload = _fit(data)
-        self.send(report=pb.PhaseReport(when=report.when, report_json=payload))
+        phase = pb.PhaseReport(when=report.when, report_json=payload, t_ns=time.monotonic_ns())
+        if report.when == "setup":
+            self.send(report=phase)    # now: if the test is killed later, it was killed in call
+        else:
+            self.reports.append(phase)
 
 
 REPORT_MAX = 16 << 20    # bytes of one phase report on the wire (gRPC caps a message at 256 MB)
