@@ -5,12 +5,13 @@ the client's interpreter, cwd and environment, with ISOD_WORKER_FD naming the
 inherited channel. The worker collects, sends the node ids, then runs what it
 is sent one item at a time — pipelined like pytest-xdist, so that each item
 runs with its real ``nextitem`` and module/session fixtures are torn down where
-pytest would tear them down — streaming each phase's report as it ends.
+pytest would tear them down.
 
-Order on the channel matters: ``started`` goes out before setup and each
-report before the next phase begins, so that the daemon (which drains this
-channel before deciding any trapped call) always judges a spawn by the test
-and phase that made it.
+Order on the channel matters: ``started`` goes out before setup, so that the
+daemon (which drains this channel before deciding any trapped call) judges a
+spawn by the test that made it; the setup report goes out when setup ends; the
+call and teardown reports travel in ``finished``, with their end times, which
+tell the daemon the phase of each recorded call.
 """
 
 from __future__ import annotations
