@@ -84,8 +84,12 @@ def unavailable(r: Runner) -> str | None:
 
 
 def pytest_env() -> dict[str, str]:
+    # PYTHONDONTWRITEBYTECODE (set in some CI and sandbox shells) is dropped:
+    # a user's pytest keeps its rewritten test modules cached, and without the
+    # cache every process (isod's client and each worker) pays the rewrite again
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "ISOD_TARGET", "ISOD_TOKEN", "ISOD_BACKEND")}
+           if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "ISOD_TARGET", "ISOD_TOKEN", "ISOD_BACKEND",
+                        "PYTHONDONTWRITEBYTECODE")}
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     return env
 
