@@ -25,27 +25,21 @@ def test_medium_non_utf8_argument():
 def test_medium_bytes_argv():
     subprocess.run([b"/usr/bin/true", b"caf\xe9.txt"], check=True)
 
-@pytest.mark.medium
-def test_medium_spawn_from_a_deleted_cwd():
-    here = os.getcwd()
-    gone = tempfile.mkdtemp()
+@pytest.fixture
+def deleted_cwd():
+    here, gone = os.getcwd(), tempfile.mkdtemp()
     os.chdir(gone)
     os.rmdir(gone)
-    try:
-        subprocess.run(["/usr/bin/true"], check=True)
-    finally:
-        os.chdir(here)
+    yield
+    os.chdir(here)
+
+@pytest.mark.medium
+def test_medium_spawn_from_a_deleted_cwd(deleted_cwd):
+    subprocess.run(["/usr/bin/true"], check=True)
 
 @pytest.mark.small
-def test_small_ctypes_lookup_from_a_deleted_cwd():
-    here = os.getcwd()
-    gone = tempfile.mkdtemp()
-    os.chdir(gone)
-    os.rmdir(gone)
-    try:
-        assert ctypes.CDLL(None).getpid() == os.getpid()
-    finally:
-        os.chdir(here)
+def test_small_ctypes_lookup_from_a_deleted_cwd(deleted_cwd):
+    assert ctypes.CDLL(None).getpid() == os.getpid()
 
 @pytest.mark.small
 def test_small_zz_last():
