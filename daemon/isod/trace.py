@@ -11,6 +11,7 @@ import heapq
 import os
 import shlex
 import signal
+import sys
 import threading
 import time
 from typing import TextIO
@@ -184,7 +185,14 @@ def _wait_exits(connector, timeout: float) -> None:
         time.sleep(0.0005)
 
 
+# As in the daemon: a thread running Python (the connector's, the printer's)
+# holds the GIL for up to the switch interval while a trapped caller waits for
+# the supervisor to get it back.
+SWITCH_INTERVAL_S = 0.0005
+
+
 def run(cmd: list[str], size: str | None, as_json: bool, out: TextIO, backend_name: str = "seccomp") -> int:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     rule = policy.rule_for(policy.Size.parse(size) if size else None)
     backend = open_backend(backend_name)
     connector = open_connector()

@@ -45,6 +45,7 @@ class ProcConnector:
             self.sock.close()
             raise
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        _attach_filter(self.sock)
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._thread: threading.Thread | None = None
         self.members: set[int] = set()
@@ -111,6 +112,45 @@ class ProcConnector:
         self.sock.close()
         os.close(self._stop_r)
         os.close(self._stop_w)
+
+
+# The connector reports every process event of the machine (execs, uid
+# changes, every thread start...) and each one woke our thread and took the
+# GIL from the supervisor. A socket filter keeps only what _parse uses:
+# forks of a process (child pid == child tgid) and exits of a process.
+# BPF_ABS loads are big-endian: a native 32-bit field reads byte-swapped.
+_OFF_WHAT = _NLMSGHDR.size + _CN_MSG.size            # proc_event.what
+_OFF_DATA = _OFF_WHAT + _EVENT_HDR.size              # event_data
+_LD_ABS, _JEQ_K, _JEQ_X, _JA, _TAX, _RET = 0x20, 0x15, 0x1D, 0x05, 0x07, 0x06
+_FILTER = (
+    (_LD_ABS, 0, 0, _OFF_WHAT),
+    (_JEQ_K, 0, 4, int.from_bytes(PROC_EVENT_FORK.to_bytes(4, "little"), "big")),   # fork -> 2, else 6
+    (_LD_ABS, 0, 0, _OFF_DATA + 8),                   # child_pid
+    (_TAX, 0, 0, 0),
+    (_LD_ABS, 0, 0, _OFF_DATA + 12),                  # child_tgid
+    (_JA, 0, 0, 4),                                   # -> 10
+    (_JEQ_K, 0, 5, int.from_bytes(PROC_EVENT_EXIT.to_bytes(4, "little"), "big")),   # exit -> 7, else 12
+    (_LD_ABS, 0, 0, _OFF_DATA),                       # process_pid
+    (_TAX, 0, 0, 0),
+    (_LD_ABS, 0, 0, _OFF_DATA + 4),                   # process_tgid
+    (_JEQ_X, 0, 1, 0),                                # same: keep (11), else drop (12)
+    (_RET, 0, 0, 0xFFFF),
+    (_RET, 0, 0, 0),
+)
+SO_ATTACH_FILTER = 26
+
+
+def _attach_filter(sock: socket.socket) -> None:
+    """Best effort: without the filter every event is parsed in Python."""
+    import ctypes
+
+    prog = b"".join(struct.pack("=HBBI", *ins) for ins in _FILTER)
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = struct.pack("@HP", len(_FILTER), ctypes.addressof(buf))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    except OSError:
+        pass
 
 
 def open_connector() -> ProcConnector | None:
