@@ -7,6 +7,7 @@ import os
 import queue
 import sys
 import threading
+import time
 
 import grpc
 
@@ -68,6 +69,9 @@ def validate_run(run: pb.RunTests) -> None:
 
 BATCH = 256
 BATCH_BYTES = 4 << 20     # a batch of big results (long captured output) stays one result each
+# Results of fast tests come one by one, ~0.5 ms apart: a batch waits this
+# long for the next (a gRPC message costs both ends more than a trivial test).
+BATCH_WAIT_S = 0.002
 
 
 def batched(out: queue.SimpleQueue):
@@ -82,9 +86,10 @@ def batched(out: queue.SimpleQueue):
         if isinstance(msg, pb.DaemonMessage) and msg.WhichOneof("kind") == "result":
             batch = [msg.result]
             size = msg.result.ByteSize()
+            until = time.monotonic() + BATCH_WAIT_S
             while len(batch) < BATCH and size < BATCH_BYTES:
                 try:
-                    nxt = out.get_nowait()
+                    nxt = out.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
                 if isinstance(nxt, pb.DaemonMessage) and nxt.WhichOneof("kind") == "result":
