@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from isod.policy import Size
+from isod.policy import MARKERS, Size
 
 SIZES = [s.value for s in Size]
 ENFORCEMENTS = ("strict", "warn", "off")
@@ -74,8 +74,8 @@ def _test_categories_will_load(pluginmanager) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for size in SIZES:
-        config.addinivalue_line("markers", f"{size}(timeout=None): isod test size {size}")
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
     if os.environ.get("ISOD_WORKER_FD"):
         return   # inside a worker: the daemon's worker plugin runs things there
     if config.option.collectonly or getattr(config.option, "help", False):
@@ -92,6 +92,9 @@ def pytest_configure(config: pytest.Config) -> None:
         default_size = Size.parse(default)
     except ValueError as e:
         raise pytest.UsageError(f"isod: {e}") from None
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") != "no":
+        raise pytest.UsageError("isod: pytest-xdist's -n and isod both run the tests in other processes; "
+                                "drop -n and use --isod-workers N")
     controller = Controller(config, enforcement, default_size)
     controller.link.tls_ca = config.getoption("isod_tls_ca")
     config.pluginmanager.register(controller, "isod-controller")

@@ -27,6 +27,11 @@ class Size(enum.Enum):
             raise ValueError(f"unknown test size {text!r} (known sizes: {known})") from None
 
 
+# The size markers as pytest's `markers` ini lines: registered by the client
+# and by every worker (--strict-markers, -W error must accept them in both).
+MARKERS = tuple(f"{s.value}(timeout=None): isod test size {s.value}" for s in Size)
+
+
 # Seconds; pytest-test-categories' defaults (design §6).
 DEFAULT_TIMEOUTS = {Size.SMALL: 1.0, Size.MEDIUM: 300.0, Size.LARGE: 900.0, Size.XLARGE: 900.0}
 

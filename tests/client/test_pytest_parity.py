@@ -192,3 +192,61 @@ def test_a_spawn_after_the_last_test_is_shown(tmp_path, daemon):
     (outside,) = i.report["outside_tests"]
     assert any(c["argv"] == ["true", "LATER"] and c["phase"] == "after the last test" for c in outside["commands"])
     assert any(c["phase"] == "collection" for c in outside["commands"])   # the worker's own launch
+
+
+def test_size_markers_pass_strict_markers_and_warnings_as_errors(tmp_path, daemon):
+    files = {"pytest.ini": "[pytest]\n", "test_m.py": '''
+        import pytest
+        @pytest.mark.small
+        def test_s():
+            pass
+        @pytest.mark.medium(timeout=5)
+        def test_m():
+            pass
+        '''}
+    i = run_pytest(tmp_path, files, "-q", "--strict-markers", "-W", "error", target=daemon.target)
+    assert i.rc == 0 and "2 passed" in i.out, i.out
+
+
+SUBTESTS = '''
+import time, pytest
+pytestmark = pytest.mark.small
+def test_a_subtest_fails(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 1
+def test_passes():
+    pass
+'''
+
+
+def test_a_failed_subtest_fails_its_test(tmp_path, daemon):
+    p, i, _, _ = both(tmp_path, {"test_s.py": SUBTESTS}, "-q", target=daemon.target)
+    summary = p.stdout.strip().splitlines()[-1].split(" in ")[0]
+    assert summary in i.out, (p.stdout, i.out)          # e.g. "2 failed, 1 passed, 2 subtests passed"
+    assert "FAILED test_s.py::test_a_subtest_fails - contains 1 failed subtest" in i.out, i.out
+
+
+def test_a_time_limit_after_subtests_is_a_failure_in_call(tmp_path, daemon):
+    files = {"pytest.ini": INI, "test_t.py": '''
+        import time, pytest
+        @pytest.mark.small(timeout=0.5)
+        def test_slow_subtests(subtests):
+            for i in range(20):
+                with subtests.test(i=i):
+                    time.sleep(0.1)
+        '''}
+    i = run_pytest(tmp_path, files, "-q", target=daemon.target)
+    assert "FAILED test_t.py::test_slow_subtests - [TC006] Timeout" in i.out, i.out
+    assert "ERROR at teardown" not in i.out
+
+
+def test_breakpoint_in_a_test_fails_it_with_a_reason(tmp_path, daemon):
+    files = {"pytest.ini": INI, "test_b.py": '''
+        import pytest
+        @pytest.mark.small
+        def test_bp():
+            breakpoint()
+        '''}
+    i = run_pytest(tmp_path, files, "-q", target=daemon.target, timeout=60)
+    assert i.rc == 1 and "breakpoint(): this test runs in an isod worker, which has no terminal" in i.out, i.out

@@ -90,6 +90,7 @@ class WorkerHandle:
         env["ISOD_WORKER_FD"] = str(worker_end.fileno())
         env["ISOD_WORKER_ID"] = name
         env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("PYTHONBREAKPOINT", "isod.worker.plugin.no_debugger")   # no terminal to debug in
         argv = [open_msg.python, "-m", "pytest", "-p", WORKER_PLUGIN, *open_msg.pytest_args]
         try:
             self.box: Box = backend.spawn(

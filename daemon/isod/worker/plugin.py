@@ -25,7 +25,7 @@ from collections import deque
 
 import pytest
 
-from isod import channel, wire
+from isod import channel, policy, wire
 from isod.v1 import isod_pb2 as pb
 
 ENV_FD = "ISOD_WORKER_FD"
@@ -48,10 +48,11 @@ _AUDITED = {
 
 
 def _popen_argv(executable, args) -> list[str]:
-    """argv as Popen was given it; `executable=` runs another program under that name."""
+    """The program Popen runs and its arguments: `executable=` runs another
+    program than argv[0] names."""
     argv = [os.fsdecode(x) for x in (args if isinstance(args, (list, tuple)) else [args])]
-    if executable is not None and argv and os.fsdecode(executable) != argv[0]:
-        argv[0] = f"{argv[0]} (executable={os.fsdecode(executable)})"
+    if executable is not None and argv:
+        argv[0] = os.fsdecode(executable)
     return argv
 
 
@@ -215,6 +216,11 @@ class WorkerPlugin:
                 filename=wire.text(str(warning_message.filename)), lineno=warning_message.lineno or 0, when=when))
 
     def pytest_runtest_logreport(self, report) -> None:
+        if report.when == "call":
+            # what the terminal reporter would ask here: plugins that keep state
+            # in this process settle the outcome now (a test whose subtests
+            # failed is failed: pytest counts those in this worker's stash)
+            self.config.hook.pytest_report_teststatus(report=report, config=self.config)
         data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
         payload = json.dumps(data, default=repr).encode()
         if len(payload) > REPORT_MAX:
@@ -263,6 +269,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     worker = os.environ.get("ISOD_WORKER_ID")
     if os.environ.get(ENV_FD) is None or worker is None:
         return
+    for line in policy.MARKERS:
+        config.addinivalue_line("markers", line)
     opt = config.option
     for name, value in _CLIENT_ONLY.items():
         if hasattr(opt, name):
@@ -312,6 +320,12 @@ def _silence(config: pytest.Config, reporter) -> None:
 
 def _nothing(**_kwargs) -> None:
     return None
+
+
+def no_debugger(*_args, **_kwargs) -> None:
+    """breakpoint() in a worker (PYTHONBREAKPOINT): there is no terminal to debug in."""
+    raise RuntimeError("breakpoint(): this test runs in an isod worker, which has no terminal; "
+                       "run it without -p isod_client to debug it")
 
 
 def _watch_daemon(chan: channel.Channel) -> None:
