@@ -63,8 +63,7 @@ class WorkerHandle:
         self.on_collected, self.on_result, self.on_output, self.on_exit = on_collected, on_result, on_output, on_exit
         self.on_outside = on_outside
         # trapped calls while no test ran (allowed and recorded, design §1), sent when the worker ends
-        self.outside: list[pb.SpawnEvent] = []
-        self.outside_dropped = 0
+        self.outside: list[pb.SpawnEvent] = []     # at most MAX_EVENTS
         self.last_test = ""
         self.on_log: Callable[[str], None] = lambda msg: None
         # sent, not finished (the running one first). Appended by the session
@@ -315,10 +314,8 @@ class WorkerHandle:
         """Calls made while no test ran: kept for the client's report."""
         self.box.settle()
         for ev in self.box.take_events():
-            if len(self.outside) >= MAX_EVENTS:
-                self.outside_dropped += 1
-                continue
-            self.outside.append(event_to_pb(ev, when, (ev.t_ns - self.started_ns) / 1e9))
+            if len(self.outside) < MAX_EVENTS:
+                self.outside.append(event_to_pb(ev, when, (ev.t_ns - self.started_ns) / 1e9))
 
     def _cut(self, run: Running, ends: list[pb.PhaseReport] = ()) -> None:
         """The test's events so far; ``ends``: reports of the phases that ended
