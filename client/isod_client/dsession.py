@@ -227,7 +227,11 @@ class Controller:
     def _recorded(self, item, w: pb.RecordedWarning) -> None:
         """A warning the test raised in its worker, into the warnings summary."""
         category = _warning_class(w.category)
-        msg = warnings.WarningMessage(category(w.message), category, w.filename, w.lineno)
+        try:
+            warning = category(w.message)
+        except Exception:     # a warning class whose constructor wants more than a message
+            category, warning = UserWarning, UserWarning(f"{w.category}: {w.message}")
+        msg = warnings.WarningMessage(warning, category, w.filename, w.lineno)
         item.ihook.pytest_warning_recorded.call_historic(kwargs=dict(
             warning_message=msg, when=w.when or "runtest", nodeid=item.nodeid, location=None))
 
