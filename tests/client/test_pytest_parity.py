@@ -120,10 +120,16 @@ def test_warnings_from_tests_reach_the_summary(tmp_path, daemon):
             warnings.warn("old() is deprecated", DeprecationWarning)
         def test_user():
             warnings.warn("USER-WARNING-IN-TEST")
+        class TwoArgs(UserWarning):
+            def __init__(self, a, b):
+                super().__init__(f"two-args {a} {b}")
+        def test_custom_class():
+            warnings.warn(TwoArgs(1, 2))
         '''}
     p, i, _, _ = both(tmp_path, files, "-q", target=daemon.target)
-    assert "2 passed, 2 warnings" in p.stdout and "2 passed, 2 warnings" in i.out, i.out
+    assert "3 passed, 3 warnings" in p.stdout and "3 passed, 3 warnings" in i.out, i.out
     assert "DeprecationWarning: old() is deprecated" in i.out and "UserWarning: USER-WARNING-IN-TEST" in i.out
+    assert "two-args 1 2" in i.out
 
 
 def test_a_size_marker_added_by_a_conftest_counts(tmp_path, daemon):
