@@ -23,6 +23,7 @@ from isod.v1 import isod_pb2 as pb
 from isod.v1 import isod_pb2_grpc as pb_grpc
 
 START_TIMEOUT = 30.0      # an embedded daemon we started
+WATCH_PERIOD_S = 0.5      # how often the client looks whether its embedded daemon was stopped
 CONNECT_TIMEOUT = 10.0    # a configured one, which should be up already
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 << 20),
@@ -62,6 +63,26 @@ class EmbeddedDaemon:
         env.pop("ISOD_TARGET", None)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
+        self.resumed = 0            # times something stopped the daemon and the watchdog continued it
+        self._stopping = threading.Event()
+        threading.Thread(target=self._watch, name="isod-embedded-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        """A test can SIGSTOP its worker's parent, the daemon (same uid): the
+        session would then wait forever. Ours, we continue it."""
+        stat = f"/proc/{self.proc.pid}/stat"
+        while not self._stopping.wait(WATCH_PERIOD_S):
+            try:
+                with open(stat, "rb") as f:
+                    state = f.read().rpartition(b")")[2].split()[0]
+            except (OSError, IndexError):
+                return
+            if state in (b"T", b"t"):
+                self.resumed += 1
+                try:
+                    os.kill(self.proc.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    return
 
     def log_tail(self, n: int = 2000) -> str:
         try:
@@ -73,6 +94,7 @@ class EmbeddedDaemon:
     def stop(self, graceful: bool = True) -> None:
         """SIGTERM (its workers get the grace period), or SIGKILL when the
         session already ended and no worker is left to look after."""
+        self._stopping.set()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
             try:

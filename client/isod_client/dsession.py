@@ -237,6 +237,10 @@ class Controller:
 
     # --- end of run ------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        daemon = self.link.daemon
+        if daemon is not None and daemon.resumed:
+            terminalreporter.write_line(f"isod: a process stopped the embedded daemon (SIGSTOP) {daemon.resumed} "
+                                        "time(s); isod continued it", yellow=True)
         if self.unmarked:
             terminalreporter.write_line(f"isod: {self.unmarked} test(s) without a size marker ran as "
                                         f"{self.default_size.value} (--isod-default-size)")

@@ -114,3 +114,21 @@ def test_huge_output_and_records_are_cut_not_lost(tmp_path, daemon):
     # 12 MB of argv: past 8 MB the argv is no longer kept
     assert [bool(c["argv"]) for c in big["commands"]][-1] is False
     assert r.test("test_innocent")["outcome"] == "passed"
+
+
+def test_a_test_that_stops_its_embedded_daemon_does_not_hang_the_run(tmp_path):
+    files = {"test_stop.py": """
+import os, signal, time, pytest
+
+@pytest.mark.small
+def test_freezes_its_daemon():
+    os.kill(os.getppid(), signal.SIGSTOP)   # the worker's parent is the daemon
+    time.sleep(0.1)
+
+@pytest.mark.small
+def test_after():
+    pass
+"""}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=1", timeout=60)   # embedded daemon
+    assert r.rc == 0 and "2 passed" in r.out, r.out
+    assert "isod: a process stopped the embedded daemon (SIGSTOP) 1 time(s); isod continued it" in r.out
