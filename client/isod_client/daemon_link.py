@@ -19,6 +19,7 @@ import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from isod import EMBEDDED_DIR_PREFIX
 from isod.v1 import isod_pb2 as pb
 from isod.v1 import isod_pb2_grpc as pb_grpc
 
@@ -50,7 +51,7 @@ class EmbeddedDaemon:
     """A private `isod serve` on a temporary Unix socket, for this run only."""
 
     def __init__(self, backend: str | None, workers: int | None) -> None:
-        self.dir = tempfile.mkdtemp(prefix="isod-embedded-")
+        self.dir = tempfile.mkdtemp(prefix=EMBEDDED_DIR_PREFIX)
         os.chmod(self.dir, 0o700)
         self.target = "unix://" + os.path.join(self.dir, "isod.sock")
         self.log_path = os.path.join(self.dir, "daemon.log")

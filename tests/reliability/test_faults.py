@@ -102,13 +102,15 @@ def test_daemon_sigkill_mid_run_ends_the_client_with_a_clear_error(tmp_path):
     assert wait_until(lambda: not alive(worker), 5), "the worker outlived its daemon"
 
 
-def client(tmp_path, files: dict[str, str], *args: str, target: str) -> subprocess.Popen:
+def client(tmp_path, files: dict[str, str], *args: str, target: str | None) -> subprocess.Popen:
+    """A client in the background; target None: with its embedded daemon."""
     for name, text in files.items():
         (tmp_path / name).write_text(textwrap.dedent(text))
     env = dict(os.environ)
     env.pop("ISOD_TARGET", None)
+    where = [f"--isod-target={target}"] if target else []
     return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "isod_client", "-p", "no:cacheprovider", "-q",
-                             f"--isod-target={target}", *args], cwd=tmp_path, env=env,
+                             *where, *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -214,3 +216,25 @@ def test_report_of_a_crash_names_the_signal_in_the_json(tmp_path, serve):
     run.join()
     entry = json.loads((tmp_path / "isod-report.json").read_text())["tests"][0]
     assert entry["outcome"] == "failed" and "signal 9 (SIGKILL)" in entry["interruption"], entry
+
+
+def test_client_sigkill_leaves_nothing_of_its_embedded_daemon(tmp_path):
+    code = HEAD + "\n@pytest.mark.medium\ndef test_long():\n    time.sleep(60)\n"
+    c = client(tmp_path, {"test_e.py": code}, "--isod-workers=1", target=None)       # embedded daemon
+    try:
+        deadline = time.monotonic() + 30
+        daemon = None
+        while daemon is None and time.monotonic() < deadline:
+            kids = psutil.Process(c.pid).children()
+            daemon = next((k for k in kids if "serve" in k.cmdline()), None)
+            time.sleep(0.05)
+        assert daemon is not None, "no embedded daemon started"
+        listen = daemon.cmdline()[daemon.cmdline().index("--listen") + 1]
+        sock_dir = os.path.dirname(listen[len("unix://"):])
+        assert os.path.isdir(sock_dir)
+        time.sleep(1.0)                        # the session runs
+        c.kill()
+    finally:
+        c.wait()
+    assert wait_until(lambda: not daemon.is_running(), 15), "the embedded daemon outlived its client"
+    assert wait_until(lambda: not os.path.exists(sock_dir), 5), f"{sock_dir} is left behind"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -15,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .. import EMBEDDED_DIR_PREFIX
 from ..sandbox import open_backend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
@@ -158,4 +160,10 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     if path is not None and os.path.exists(path):
         os.unlink(path)
     log("stopped")
+    if exit_with_parent and path is not None and os.getppid() != exit_with_parent:
+        # an embedded daemon whose client died (SIGKILL): the client cannot
+        # remove the private directory it made for us any more
+        parent = os.path.dirname(path)
+        if os.path.basename(parent).startswith(EMBEDDED_DIR_PREFIX):
+            shutil.rmtree(parent, ignore_errors=True)
     return 0
