@@ -100,6 +100,7 @@ def test_small_size_shows_the_denied_call_and_exits_nonzero(backend_name):
     assert int(p.stdout) != 0                          # os.system returned failure, did not raise
     denied = [what for _, _, what in parse(p.stderr) if "DENIED" in what]
     assert denied and all(w.startswith("clone(") and "[small]" in w for w in denied), p.stderr
+    assert all(f"in: {sys.executable} -c " in w for w in denied), p.stderr   # which program tried
     assert "--- 1 exec(s), 1 denied" in p.stderr
     assert re.search(r"^--- denied clone\(flags=0x[0-9a-f]+\)  \(pid \d+, parent \d+\)$", p.stderr, re.MULTILINE)
 

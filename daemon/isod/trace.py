@@ -139,6 +139,9 @@ class TreePrinter:
             if ev.decision == "allow" and self.have_forks:
                 return None   # the connector's line carries the child pid
             what = ev.syscall if ev.syscall != "clone" else f"clone(flags={ev.clone_flags:#x})"
+            if ev.decision != "allow":
+                # a fork has no command line of its own: say which program tried
+                mark += f"   in: {_cmdline(ev.pid)}"
             return f"{head} {what}{' = ?' if ev.decision == 'allow' else ''}{mark}"
         return f"{head} {ev.syscall}{mark}"
 
@@ -167,6 +170,17 @@ class TreePrinter:
         self._emit({}, line)
         for ev in self.denied:
             self._emit({}, f"--- denied {ev.describe()}  (pid {ev.pid}, parent {ev.ppid})")
+
+
+def _cmdline(pid: int) -> str:
+    """The command line of a process, shell-quoted; "?" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [os.fsdecode(a) for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return "?"
+    cmd = shlex.join(argv) if argv else "?"
+    return cmd if len(cmd) <= 200 else cmd[:200] + "..."
 
 
 def signal_name(sig: int) -> str:
