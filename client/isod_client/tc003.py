@@ -53,7 +53,7 @@ def attempt_lines(result: pb.TestResult) -> list[str]:
     seen: set[str] = set()
     for ev in violations(result):
         if ev.syscall in ("execve", "execveat"):
-            cmd = _shown(shlex.join(ev.argv) if ev.argv else ev.path)
+            cmd = _exec_command(ev)
             line = f"Attempted {ev.syscall}: {cmd}"
             if ev.argv and ev.path and ev.path != ev.argv[0]:
                 line += f"   [{ev.path}]"
@@ -82,6 +82,10 @@ def attempt_lines(result: pb.TestResult) -> list[str]:
 
 
 SHOWN_CHARS = 400
+
+
+def _exec_command(ev: pb.SpawnEvent) -> str:
+    return _shown(shlex.join(ev.argv) if ev.argv else ev.path)
 
 
 def _shown(cmd: str) -> str:
@@ -155,8 +159,8 @@ def outside_lines(outside: list[pb.OutsideTests]) -> list[str]:
         for ev in o.events:
             if ev.phase == "collection" or not is_violation(ev.syscall):
                 continue
-            what = (f"{ev.syscall}: {_shown(shlex.join(ev.argv) if ev.argv else ev.path)}"
-                    if ev.syscall in ("execve", "execveat") else f"{ev.syscall} by pid {ev.pid}")
+            what = (f"{ev.syscall}: {_exec_command(ev)}" if ev.syscall in ("execve", "execveat")
+                    else f"{ev.syscall} by pid {ev.pid}")
             when = f"after its last test ({o.last_test})" if ev.phase == "after the last test" else ev.phase
             line = f"worker {o.worker} {when}: {what} [{ev.decision}]"
             counts[line] = counts.get(line, 0) + 1

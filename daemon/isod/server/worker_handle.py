@@ -261,10 +261,8 @@ class WorkerHandle:
                 self.exiting = True     # its pytest ends now: nothing more starts on it
             if self.finish_sent and not self.assigned:
                 self.box.rule = policy.IDLE
-            res = pb.TestResult(
-                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
-                events_dropped=run.dropped, intents=msg.finished.intents, worker=self.name,
-                warnings=self._strays(run), recorded_warnings=msg.finished.warnings)
+            res = self._result(run, intents=msg.finished.intents, warnings=self._strays(run),
+                               recorded_warnings=msg.finished.warnings)
             if ended:
                 res.interruption.kind = pb.Interruption.SESSION_EXIT
                 res.interruption.message = msg.finished.exit.reason
@@ -353,10 +351,8 @@ class WorkerHandle:
             size = SIZE_FROM_PB.get(run.item.size)
             msg = (f"[TC006] Timeout: {run.item.nodeid} ({size.value if size else 'unsized'}) ran "
                    f"{elapsed:.2f} s, past its limit of {run.item.timeout_s:g} s; isod killed its worker")
-            self.on_result(self, pb.TestResult(
-                nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events, events_dropped=run.dropped,
-                worker=self.name, interruption=pb.Interruption(
-                    kind=pb.Interruption.TIMEOUT, message=msg, limit_s=run.item.timeout_s, elapsed_s=elapsed)))
+            self.on_result(self, self._result(run, interruption=pb.Interruption(
+                kind=pb.Interruption.TIMEOUT, message=msg, limit_s=run.item.timeout_s, elapsed_s=elapsed)))
         self.kill()
 
     def _finish_after_exit(self) -> None:
@@ -409,11 +405,13 @@ class WorkerHandle:
             if status == -9 and self.oom_killed:
                 how += ", killed by the memory limit of its size (isod serve --limits)"
             msg = f"worker '{self.name}' crashed while running {run.item.nodeid}: {how}"
-        return pb.TestResult(
-            nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events, events_dropped=run.dropped,
-            worker=self.name, interruption=pb.Interruption(
-                kind=kind, message=msg, elapsed_s=elapsed,
-                exit_code=max(status, 0), signal=-status if status < 0 else 0))
+        return self._result(run, interruption=pb.Interruption(
+            kind=kind, message=msg, elapsed_s=elapsed, exit_code=max(status, 0), signal=-status if status < 0 else 0))
+
+    def _result(self, run: Running, **more) -> pb.TestResult:
+        """The result of the test ``run`` holds, with what it produced so far."""
+        return pb.TestResult(nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
+                             events_dropped=run.dropped, worker=self.name, **more)
 
     def _done(self, item: pb.TestItem) -> None:
         """The running item is the head of ``assigned`` (the worker runs them in order)."""

@@ -193,14 +193,16 @@ class WorkerPlugin:
         except (pytest.exit.Exception, KeyboardInterrupt) as e:
             # pytest ends the session here: the client does the same
             is_exit = isinstance(e, pytest.exit.Exception)
-            self.send(finished=pb.TestFinished(
-                nodeid=item.nodeid, intents=self.intents.take(), reports=self.reports, exit=pb.SessionExit(
-                    reason=wire.text(str(e.msg if is_exit else e) or type(e).__name__),
-                    returncode=e.returncode if is_exit and e.returncode is not None else -1,
-                    keyboard_interrupt=not is_exit)))
+            self.send(finished=self._finished(item, pb.SessionExit(
+                reason=wire.text(str(e.msg if is_exit else e) or type(e).__name__),
+                returncode=e.returncode if is_exit and e.returncode is not None else -1,
+                keyboard_interrupt=not is_exit)))
             raise
-        self.done = pb.WorkerEvent(finished=pb.TestFinished(
-            nodeid=item.nodeid, intents=self.intents.take(), warnings=self.warnings, reports=self.reports))
+        self.done = pb.WorkerEvent(finished=self._finished(item))
+
+    def _finished(self, item: pytest.Item, exit: pb.SessionExit | None = None) -> pb.TestFinished:
+        return pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take(), warnings=self.warnings,
+                               reports=self.reports, exit=exit)
 
     def _flush(self) -> None:
         """Send the last test's `finished` now (no next test starts yet)."""
