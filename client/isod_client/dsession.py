@@ -205,13 +205,24 @@ class Controller:
         return out
 
     def _fail_with(self, item, reports: list, res: pb.TestResult) -> list:
-        """Fail the phase where the first attempt happened (a fixture's spawn fails setup)."""
+        """Fail the phase where the first attempt happened (a fixture's spawn fails setup).
+
+        After a failed setup pytest reports no call: the call's reports are
+        dropped (one outcome per test in the summary and --junitxml), and
+        what failed in them is kept in the TC003 text."""
         by_when = {r.when: r for r in reports}
         phase = tc003.first_phase(res)
         target = by_when.get(phase) or by_when.get("call") or (reports[-1] if reports else None)
         if target is None:
             return [_report(item, "call", "failed", tc003.longrepr(res, item.location), 0.0)]
-        previous = target.longreprtext if target.failed and target.longrepr is not None else None
+        failed = [target] if target.failed and target.longrepr is not None else []
+        if target.when == "setup":
+            calls = [r for r in reports if r.when == "call"]
+            failed += [r for r in calls if r.failed and r.longrepr is not None]
+            if calls:
+                target.sections = list(calls[-1].sections)   # what the test printed: setup's and call's
+            reports = [r for r in reports if r.when != "call"]
+        previous = "\n\n".join(r.longreprtext for r in failed) or None
         target.outcome = "failed"
         target.longrepr = tc003.longrepr(res, item.location, previous)
         if hasattr(target, "wasxfail"):
@@ -228,8 +239,10 @@ class Controller:
         """A warning the test raised in its worker, into the warnings summary."""
         category = _warning_class(w.category)
         try:
-            warning = category(w.message)
+            warning = category(w.message) if category is not None else None
         except Exception:     # a warning class whose constructor wants more than a message
+            warning = None
+        if warning is None:   # that, or a class the client never imported: named in the text
             category, warning = UserWarning, UserWarning(f"{w.category}: {w.message}")
         msg = warnings.WarningMessage(warning, category, w.filename, w.lineno)
         item.ihook.pytest_warning_recorded.call_historic(kwargs=dict(
@@ -270,20 +283,23 @@ class Controller:
         self.link.close(session_ended=self.ended)
 
 
-def _warning_class(name: str) -> type[Warning]:
-    """module:qualname back to the class where it can be imported, else UserWarning."""
-    import importlib
+def _warning_class(name: str) -> type[Warning] | None:
+    """module:qualname back to the class, if the client has that module already.
 
+    The name comes from a worker, i.e. from the tests: importing it would run
+    a module a test wrote in the unsandboxed client. Only modules in
+    sys.modules are looked at, through their __dict__ (no module __getattr__
+    or descriptor runs either); None when the class is not there."""
     module, _, qualname = name.partition(":")
-    try:
-        obj = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        if isinstance(obj, type) and issubclass(obj, Warning):
-            return obj
-    except Exception:
-        pass
-    return UserWarning
+    obj = sys.modules.get(module)
+    for part in qualname.split(".") if obj is not None else ():
+        try:
+            obj = vars(obj).get(part)
+        except TypeError:      # no __dict__
+            return None
+    if isinstance(obj, type) and issubclass(obj, Warning):
+        return obj
+    return None
 
 
 def worker_env() -> dict[str, str]:

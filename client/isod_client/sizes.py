@@ -9,11 +9,39 @@ SIZE_MARKERS = {s.value: s for s in Size}
 
 
 def item_size(item: pytest.Item, default: Size) -> tuple[Size, bool]:
-    """(size, explicitly marked). The closest size marker wins (function over class over module)."""
-    for mark in item.iter_markers():
-        if mark.name in SIZE_MARKERS:
-            return SIZE_MARKERS[mark.name], True
-    return default, False
+    """(size, explicitly marked), from the size mark that decides (size_mark)."""
+    mark = size_mark(item)
+    return (SIZE_MARKERS[mark.name], True) if mark is not None else (default, False)
+
+
+def size_mark(item: pytest.Item) -> pytest.Mark | None:
+    """The closest level with a size mark decides: a pytest.param's marks,
+    then the function's own, its class's, its module's. A test has one size:
+    two sizes at one level (@small stacked over @medium) is a usage error
+    naming both, as in pytest-test-categories."""
+    for level in _levels(item):
+        sizes = [m for m in level if m.name in SIZE_MARKERS]
+        names = sorted({m.name for m in sizes}, key=list(SIZE_MARKERS).index)
+        if len(names) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: multiple size markers at one level: {', '.join(names)} "
+                                    "(a test has one size)")
+        if sizes:
+            return sizes[0]
+    return None
+
+
+def _levels(item: pytest.Item):
+    """The marks of each level, closest first. A parametrized function's own
+    marks hold its pytest.param's too (after the decorators'): split them."""
+    param = list(getattr(getattr(item, "callspec", None), "marks", ()))
+    own = list(item.own_markers)
+    for mark in param:
+        if mark in own:
+            own.remove(mark)
+    yield param
+    yield own
+    for node in reversed(item.listchain()[:-1]):
+        yield node.own_markers
 
 
 def limits(config: pytest.Config) -> dict[Size, float]:
@@ -30,8 +58,8 @@ def limits(config: pytest.Config) -> dict[Size, float]:
 def item_timeout(item: pytest.Item, size: Size, table: dict[Size, float]) -> float:
     """The size's limit, or a tighter one from @pytest.mark.<size>(timeout=...)."""
     limit = table[size]
-    mark = item.get_closest_marker(size.value)
-    if mark is not None and "timeout" in mark.kwargs:
+    mark = size_mark(item)
+    if mark is not None and mark.name == size.value and "timeout" in mark.kwargs:
         try:
             asked = float(mark.kwargs["timeout"])
         except (TypeError, ValueError):

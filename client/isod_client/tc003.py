@@ -9,6 +9,7 @@ command yet) the Python-level intent recorded just before it on that thread.
 
 from __future__ import annotations
 
+import bisect
 import shlex
 import textwrap
 
@@ -47,38 +48,109 @@ def _intent_for(ev: pb.SpawnEvent, intents) -> pb.Intent | None:
     return best
 
 
-def attempt_lines(result: pb.TestResult) -> list[str]:
-    """One line per distinct attempt, in order: 'Attempted execve: ls -la'."""
-    lines: list[str] = []
-    seen: set[str] = set()
+_FORKS = ("fork", "vfork", "clone", "clone3")
+_EXECS = ("execve", "execveat")
+
+
+def attempts(result: pb.TestResult) -> list[list[pb.SpawnEvent]]:
+    """The recorded calls grouped by the command they attempted, in order.
+
+    One command costs several calls: the clone libc retries with after clone3
+    got ENOSYS; the fork CPython falls back to when vfork is denied; a fork
+    and the exec of its child; one argv tried along PATH. A new intent (a
+    Python-level spawn) on the thread starts a new command, so two denied
+    Popens are two commands."""
+    groups: list[list[pb.SpawnEvent]] = []
+    last_on_tid: dict[int, list[pb.SpawnEvent]] = {}
+    last_exec: dict[int, list[pb.SpawnEvent]] = {}         # pid -> the group of its last exec
+    awaiting_exec: dict[int, list[list[pb.SpawnEvent]]] = {}  # parent pid -> allowed forks, no child exec yet
+    pids: set[int] = set()
+    intents: dict[int, list[float]] = {}                      # tid -> offsets of its intents
+    for it in result.intents:
+        intents.setdefault(it.tid, []).append(it.offset_s)
+    for offsets in intents.values():
+        offsets.sort()
     for ev in violations(result):
-        if ev.syscall in ("execve", "execveat"):
-            cmd = _exec_command(ev)
-            line = f"Attempted {ev.syscall}: {cmd}"
-            if ev.argv and ev.path and ev.path != ev.argv[0]:
-                line += f"   [{ev.path}]"
-        elif ev.syscall in _LABEL:
-            intent = _intent_for(ev, result.intents)
-            if intent is not None:
-                if intent.event == "ctypes.dlsym":
-                    line = (f"Attempted {_LABEL[ev.syscall]} from C code "
-                            f"(last function looked up through ctypes: {intent.argv[0] if intent.argv else '?'})")
-                else:
-                    line = f"Attempted {intent.event}"
-                    if intent.argv:
-                        line += f": {_shown(shlex.join(intent.argv))}"
-                if intent.site:
-                    line += f"   (at {intent.site})"
-            else:
-                line = f"Attempted {_LABEL[ev.syscall]} from pid {ev.pid} (no command: blocked before any exec)"
-        elif ev.syscall == "connect":
-            line = f"Attempted to have the isod daemon run tests for it: {ev.path}"
-        else:
-            line = f"Attempted {ev.syscall}"
-        if line not in seen:
-            seen.add(line)
+        group = None
+        prev = last_on_tid.get(ev.tid)
+        if ev.syscall in _FORKS and prev and _retry_of(prev[-1], ev) and \
+                not _intent_between(intents.get(ev.tid, []), prev[-1].offset_s, ev.offset_s):
+            group = prev
+        elif ev.syscall in _EXECS:
+            before = last_exec.get(ev.pid)
+            if before and before[-1].argv == ev.argv and before[-1].path != ev.path:
+                group = before                                    # the next directory of PATH
+            elif ev.pid not in pids and awaiting_exec.get(ev.ppid):
+                group = awaiting_exec[ev.ppid].pop(0)             # the child of an allowed fork
+        if group is None:
+            group = []
+            groups.append(group)
+        group.append(ev)
+        pids.add(ev.pid)
+        last_on_tid[ev.tid] = group
+        if ev.syscall in _EXECS:
+            last_exec[ev.pid] = group
+        elif ev.syscall in _FORKS and ev.decision == "allow":
+            awaiting_exec.setdefault(ev.pid, []).append(group)
+    return groups
+
+
+def _retry_of(prev: pb.SpawnEvent, ev: pb.SpawnEvent) -> bool:
+    """ev is libc's or CPython's second try at the fork prev failed to make."""
+    if prev.syscall == "clone3" and prev.decision == "enosys":
+        return ev.syscall == "clone"
+    return prev.syscall == "vfork" and prev.decision != "allow" and ev.syscall in ("clone", "fork")
+
+
+def _intent_between(offsets: list[float], start: float, end: float) -> bool:
+    i = bisect.bisect_right(offsets, start)
+    return i < len(offsets) and offsets[i] <= end
+
+
+def attempt_lines(result: pb.TestResult) -> list[str]:
+    """One line per distinct attempted command, in order: 'Attempted execve: ls -la'."""
+    lines: list[str] = []
+    for group in attempts(result):
+        line = _attempt_line(group, result.intents)
+        if line not in lines:
             lines.append(line)
     return lines
+
+
+def _attempt_line(group: list[pb.SpawnEvent], intents) -> str:
+    first = group[0]
+    execs = [e for e in group if e.syscall in _EXECS]
+    exe = execs[-1] if execs else None      # along PATH: the last directory tried
+    if first.syscall in _LABEL:
+        intent = _intent_for(first, intents)
+        if intent is None:
+            if exe is not None:
+                return _exec_line(exe)
+            return f"Attempted {_LABEL[first.syscall]} from pid {first.pid} (no command: blocked before any exec)"
+        if intent.event == "ctypes.dlsym":
+            line = (f"Attempted {_LABEL[first.syscall]} from C code "
+                    f"(last function looked up through ctypes: {intent.argv[0] if intent.argv else '?'})")
+        else:
+            line = f"Attempted {intent.event}"
+            if intent.argv:
+                line += f": {_shown(shlex.join(intent.argv))}"
+        if exe is not None and exe.path and exe.path != (intent.argv[0] if intent.argv else ""):
+            line += f"   [{exe.path}]"            # the program the kernel was asked to run
+        if intent.site:
+            line += f"   (at {intent.site})"
+        return line
+    if exe is not None:
+        return _exec_line(exe)
+    if first.syscall == "connect":
+        return f"Attempted to have the isod daemon run tests for it: {first.path}"
+    return f"Attempted {first.syscall}"
+
+
+def _exec_line(ev: pb.SpawnEvent) -> str:
+    line = f"Attempted {ev.syscall}: {_exec_command(ev)}"
+    if ev.argv and ev.path and ev.path != ev.argv[0]:
+        line += f"   [{ev.path}]"
+    return line
 
 
 SHOWN_CHARS = 400
@@ -94,13 +166,17 @@ def _shown(cmd: str) -> str:
 
 
 def where(result: pb.TestResult) -> str:
+    """How many commands, how many denied, and where the first one was.
+    Commands, not syscalls: one denied Popen is one command (vfork + fork)."""
     vs = violations(result)
     if not vs:
         return ""
     first = vs[0]
-    denied = sum(1 for e in vs if e.decision == "deny")
-    more = f" and {result.events_dropped} more not kept" if result.events_dropped else ""
-    return (f"  ({len(vs)} trapped call(s){more}, {denied} denied in the kernel; first in {first.phase or 'test'} "
+    groups = attempts(result)
+    denied = sum(1 for g in groups if any(e.decision == "deny" for e in g))
+    counted = f"{len(groups)} command{'s' if len(groups) != 1 else ''} attempted"
+    more = f" and {result.events_dropped} more trapped calls not kept" if result.events_dropped else ""
+    return (f"  ({counted}{more}, {denied} denied in the kernel; first in {first.phase or 'test'} "
             f"at +{first.offset_s * 1000:.1f} ms, pid {first.pid}, parent {first.ppid})")
 
 

@@ -49,3 +49,64 @@ def test_message_layout():
 
 def test_no_events_no_violation():
     assert tc003.violations(pb.TestResult()) == []
+
+
+# --- commands, not syscalls ---------------------------------------------------------------
+
+def popen(argv, offset, tid=10):
+    return pb.Intent(event="subprocess.Popen", argv=argv, tid=tid, offset_s=offset, site="t.py:3")
+
+
+def test_a_denied_popen_is_one_command():
+    # CPython falls back to fork when vfork fails: two trapped calls, one command
+    res = pb.TestResult(events=[ev("vfork", 0.2), ev("clone", 0.21)], intents=[popen(["make", "deploy"], 0.1)])
+    assert tc003.attempt_lines(res) == ["Attempted subprocess.Popen: make deploy   (at t.py:3)"]
+    assert tc003.where(res).startswith("  (1 command attempted, 1 denied in the kernel; first in call")
+
+
+def test_clone3_enosys_and_its_clone_are_one_denied_command():
+    res = pb.TestResult(events=[ev("clone3", 0.1, decision="enosys"), ev("clone", 0.11)],
+                        intents=[pb.Intent(event="os.system", argv=["sh", "-c", "x"], tid=10, offset_s=0.05)])
+    assert tc003.where(res).startswith("  (1 command attempted, 1 denied in the kernel;")
+
+
+def test_two_popens_are_two_commands():
+    res = pb.TestResult(events=[ev("vfork", 0.2), ev("clone", 0.21), ev("vfork", 0.4), ev("clone", 0.41)],
+                        intents=[popen(["true", "A"], 0.1), popen(["true", "B"], 0.3)])
+    assert len(tc003.attempts(res)) == 2
+    assert tc003.attempt_lines(res) == ["Attempted subprocess.Popen: true A   (at t.py:3)",
+                                        "Attempted subprocess.Popen: true B   (at t.py:3)"]
+    assert "(2 commands attempted, 2 denied" in tc003.where(res)
+
+
+def test_two_forks_without_intents_are_two_commands():
+    res = pb.TestResult(events=[ev("clone", 0.1), ev("clone", 0.2)])
+    assert len(tc003.attempts(res)) == 2
+
+
+def test_an_allowed_fork_and_its_childs_execs_along_path_are_one_command():
+    # warn/off: the vfork is allowed, its child (pid 11) tries PATH in order
+    res = pb.TestResult(
+        events=[ev("vfork", 0.2, decision="allow"),
+                ev("execve", 0.3, tid=11, decision="allow", argv=["echo", "ran"], path="/usr/local/bin/echo"),
+                ev("execve", 0.31, tid=11, decision="allow", argv=["echo", "ran"], path="/usr/bin/echo")],
+        intents=[popen(["echo", "ran"], 0.1)])
+    res.events[1].ppid = res.events[2].ppid = 10
+    assert tc003.attempt_lines(res) == ["Attempted subprocess.Popen: echo ran   [/usr/bin/echo]   (at t.py:3)"]
+    assert "(1 command attempted, 0 denied in the kernel" in tc003.where(res)
+
+
+def test_a_shell_and_what_it_runs_are_two_commands():
+    res = pb.TestResult(events=[
+        ev("vfork", 0.1, decision="allow"),
+        ev("execve", 0.2, tid=11, decision="allow", argv=["sh", "-c", "ls | wc"], path="/bin/sh"),
+        ev("clone", 0.3, tid=11, decision="allow"),
+        ev("execve", 0.4, tid=12, decision="allow", argv=["ls"], path="/bin/ls"),
+    ])
+    res.events[1].ppid, res.events[3].ppid = 10, 11
+    assert [len(g) for g in tc003.attempts(res)] == [2, 2]
+
+
+def test_repeated_execs_of_one_path_are_separate_commands():
+    res = pb.TestResult(events=[ev("execve", 0.1 * i, argv=["x"], path="/nonexistent") for i in range(12)])
+    assert "(12 commands attempted, 12 denied in the kernel" in tc003.where(res)

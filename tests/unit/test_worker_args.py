@@ -1,10 +1,13 @@
-"""What workers collect with: the client's arguments minus what only the client does."""
+"""Workers get the client's arguments untouched; client-only options are
+neutralised inside the worker by option name (one list, in the worker)."""
 
 from types import SimpleNamespace
 
 import pytest
+from isod.worker import plugin as worker_plugin
 from isod_client.worker_args import worker_args
 
+pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.small
 
 
@@ -12,20 +15,31 @@ def args_of(*argv):
     return worker_args(SimpleNamespace(invocation_params=SimpleNamespace(args=argv)))
 
 
-def test_client_only_options_are_dropped_with_their_values():
-    assert args_of("-p", "isod_client", "-x", "--maxfail", "3", "--junitxml=out.xml", "--durations", "5",
-                   "--isod-target", "unix:///s", "--isod-workers=2", "--lf", "-k", "foo", "tests/") == \
-        ["-k", "foo", "tests/"]
+def test_arguments_pass_untouched():
+    # -r takes a value: "-rx tests/" once became "-r tests/" (workers collected other paths)
+    argv = ("-rx", "tests/", "-xvs", "-kx_and_y", "--maxfail", "3", "--isod-report", "r.json", "-p", "myplugin")
+    assert args_of(*argv) == ["-p", "isod_client", *argv]
 
 
-def test_short_clusters_lose_x_only():
-    assert args_of("-xvs", "-vx", "-x") == ["-vs", "-v"]
+# what the client's list of client-only options stripped (git log -p worker_args.py), plus --sw-reset
+CLIENT_ONLY = ["-x", "--maxfail=3", "--sw", "--sw-skip", "--sw-reset", "--lf", "--ff", "--nf", "--lfnf=none",
+               "--cache-clear", "--junitxml=out.xml", "--junitprefix=p", "--durations=5", "--durations-min=1",
+               "--pdb", "--pdbcls=pdb:Pdb", "--trace", "-n", "2", "--maxprocesses=2", "--dist=load", "-d", "-f"]
+# inert once the option they modify is off (--lf, --junitxml, --durations)
+INERT = {"last_failed_no_failures", "junitprefix", "durations_min"}
 
 
-def test_value_taking_short_options_are_kept_whole():
-    assert args_of("-kx_and_y", "-mslow", "-pxdist.plugin") == ["-kx_and_y", "-mslow", "-pxdist.plugin"]
+def worker_options(pytester, monkeypatch, *args) -> dict:
+    """The options a worker runs with, given these arguments: parsed, then neutralised."""
+    config = pytester.parseconfig("-p", "isod_client", *args)
+    monkeypatch.setenv("ISOD_WORKER_FD", "-1")
+    monkeypatch.setenv("ISOD_WORKER_ID", "w1")
+    worker_plugin.pytest_cmdline_main(config)
+    return {k: v for k, v in vars(config.option).items() if k not in INERT}
 
 
-def test_other_plugins_and_options_pass_through():
-    assert args_of("-p", "myplugin", "-o", "addopts=", "--tb=short", "-W", "error") == \
-        ["-p", "myplugin", "-o", "addopts=", "--tb=short", "-W", "error"]
+def test_client_only_options_are_neutralised_in_the_worker_by_name(pytester, monkeypatch):
+    given = worker_options(pytester, monkeypatch, *CLIENT_ONLY, "-rx", "-k", "foo")
+    plain = worker_options(pytester, monkeypatch, "-rx", "-k", "foo")
+    assert given == plain
+    assert (given["reportchars"], given["keyword"]) == ("x", "foo")      # the rest is the client's

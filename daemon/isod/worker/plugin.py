@@ -261,8 +261,12 @@ def _fit(data: dict) -> bytes:
 # What only the client does, whether it came from the command line (the
 # client strips those) or from ini addopts / PYTEST_ADDOPTS (these reach the
 # worker): debugging, stopping early, the cache's selection, report files.
-_CLIENT_ONLY = {"usepdb": False, "trace": False, "maxfail": 0, "stepwise": False, "stepwise_skip": False,
-                "lf": False, "failedfirst": False, "newfirst": False, "xmlpath": None}
+_CLIENT_ONLY = {"usepdb": False, "usepdb_cls": None, "trace": False, "maxfail": 0,   # -x is maxfail=1
+                "stepwise": False, "stepwise_skip": False, "stepwise_reset": False,
+                "lf": False, "failedfirst": False, "newfirst": False, "cacheclear": False,
+                "xmlpath": None, "htmlpath": None, "durations": None,
+                # pytest-xdist: the tests are already in a worker (its remote.setup_config)
+                "numprocesses": None, "maxprocesses": None, "dist": "no", "distload": False, "looponfail": False}
 
 
 @pytest.hookimpl(tryfirst=True)
