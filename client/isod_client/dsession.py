@@ -62,7 +62,7 @@ class Controller:
         if getattr(opts, "stepwise", False) or getattr(opts, "stepwise_skip", False):
             workers = 1   # --sw stops at the first failure in collection order: one worker keeps that order
         self.link.open_async(pb.SessionOpen(
-            python=sys.executable, cwd=str(self.config.invocation_params.dir), env=worker_env(),
+            python=sys.executable, cwd=str(self.config.invocation_params.dir), env=worker_env(self.config),
             pytest_args=worker_args(self.config) + self._basetemp(), workers=workers,
             enforcement=ENFORCEMENT_TO_PB[self.enforcement],
             max_worker_restart=opts.isod_max_worker_restart or 0))
@@ -124,6 +124,9 @@ class Controller:
                             stopped = True
                             self.link.send(pb.ClientMessage(stop=pb.Stop(reason=str(session.shouldfail or
                                                                                      session.shouldstop))))
+                elif kind == "node_down":    # a worker ended: xdist's testnodedown (xdist_nodes.py)
+                    from .xdist_nodes import node_down
+                    node_down(self.config, msg.node_down)
                 elif kind == "outside":
                     self.outside.append(msg.outside)
                     self.report.add_outside(msg.outside)
@@ -302,9 +305,14 @@ def _warning_class(name: str) -> type[Warning] | None:
     return None
 
 
-def worker_env() -> dict[str, str]:
-    """The client's environment for its workers, less isod's own secrets and addresses."""
-    return {k: v for k, v in os.environ.items() if k not in ("ISOD_TOKEN", "ISOD_TARGET")}
+def worker_env(config: pytest.Config | None = None) -> dict[str, str]:
+    """The client's environment for its workers, less isod's own secrets and
+    addresses; with a config, plus what xdist's workers get (xdist_nodes.py)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ISOD_TOKEN", "ISOD_TARGET")}
+    if config is not None:
+        from .xdist_nodes import launch_env
+        env.update(launch_env(config))
+    return env
 
 
 def _from_json(phase: pb.PhaseReport) -> dict:

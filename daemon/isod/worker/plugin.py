@@ -16,17 +16,21 @@ tell the daemon the phase of each recorded call.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 import threading
 import time
+from _thread import get_native_id
 from collections import deque
 
 import pytest
 
 from isod import channel, policy, wire
 from isod.v1 import isod_pb2 as pb
+
+from . import xdist_compat
 
 ENV_FD = "ISOD_WORKER_FD"
 
@@ -57,25 +61,42 @@ def _popen_argv(executable, args) -> list[str]:
 
 
 _STDLIB = os.path.dirname(os.__file__)
+_PTY = os.path.join(_STDLIB, "pty.py")
+# taken at import: a test or plugin may patch the os module's (a blocking-call
+# checker makes os.getcwd raise) while the audit hook runs inside its code
+_getcwd = os.getcwd
+_monotonic_ns = time.monotonic_ns
+
+
+def _user_code(name: str) -> bool:
+    return not name.startswith(_STDLIB) and "site-packages" not in name and not name.startswith("<")
 
 
 def _call_site(frame) -> str:
     """file:line of the first caller outside the stdlib and installed packages."""
     while frame is not None:
         name = frame.f_code.co_filename
-        if not name.startswith(_STDLIB) and "site-packages" not in name and not name.startswith("<"):
-            return f"{os.path.relpath(name) if name.startswith(os.getcwd()) else name}:{frame.f_lineno}"
+        if _user_code(name):
+            cwd = _getcwd()
+            shown = os.path.relpath(name, cwd) if name.startswith(cwd + os.sep) else name
+            return f"{shown}:{frame.f_lineno}"
         frame = frame.f_back
     return ""
 
 
-def _spawnv_args(frame) -> tuple[list[str], str]:
-    """os.spawnv and friends fork in Python (os._spawnvef): take their argv."""
+def _forking_caller(frame, event: str) -> tuple[list[str], str]:
+    """os.fork and os.forkpty name no command; the stdlib code that forks in
+    Python knows it: os.spawnv and friends (os._spawnvef), pty.spawn (which
+    forks through pty.fork: os.forkpty, then os.fork)."""
     while frame is not None:
-        if frame.f_code.co_name == "_spawnvef" and frame.f_code.co_filename in ("<frozen os>", os.__file__):
+        code = frame.f_code
+        if code.co_name == "_spawnvef" and code.co_filename in ("<frozen os>", os.__file__):
             return [os.fsdecode(a) for a in frame.f_locals.get("args", ())], "os.spawn"
+        if code.co_name == "spawn" and code.co_filename == _PTY:
+            argv = frame.f_locals.get("argv", ())
+            return [os.fsdecode(a) for a in (argv if isinstance(argv, (list, tuple)) else [argv])], "pty.spawn"
         frame = frame.f_back
-    return [], "os.fork"
+    return [], event
 
 
 class Intents:
@@ -102,22 +123,38 @@ class Intents:
             # an exception here would propagate into the audited call: never raise
             try:
                 self._record(event, args, sys._getframe(1))
-            except Exception:
+            except Exception:  # noqa: BLE001, S110
                 pass
 
     def _record(self, event: str, args: tuple, frame) -> None:
+        """The command is recorded first and on its own: nothing that may
+        fail later (the call site needs the cwd: deleted, or os.getcwd made
+        to raise by another plugin) can cost it, or let the fork be named by
+        an older, unrelated intent of the thread."""
+        t_ns = _monotonic_ns()
         try:
-            argv = _AUDITED[event](args)
-        except Exception:
-            argv = [repr(args)[:500]]
-        if event == "os.fork" and not argv:
-            argv, event = _spawnv_args(frame)
+            argv = wire.texts(_AUDITED[event](args))
+        except Exception:  # noqa: BLE001 (odd arguments: their repr is the command then)
+            argv = [_repr(args)]
+        if event in ("os.fork", "os.forkpty") and not argv:
+            try:
+                argv, event = _forking_caller(frame, event)
+                argv = wire.texts(argv)
+            except Exception:  # noqa: BLE001
+                argv = []
+        intent = pb.Intent(event=event, argv=argv, tid=get_native_id(), offset_s=(t_ns - self.t0_ns) / 1e9)
+        self.items.append(intent)
         try:
-            site = _call_site(frame)
-        except OSError:          # os.getcwd() of a deleted directory
-            site = ""
-        self.items.append(pb.Intent(event=event, argv=wire.texts(argv), tid=threading.get_native_id(),
-                                    offset_s=(time.monotonic_ns() - self.t0_ns) / 1e9, site=wire.text(site)))
+            intent.site = wire.text(_call_site(frame))
+        except Exception:  # noqa: BLE001, S110 (no site: the command is what matters)
+            pass
+
+
+def _repr(args) -> str:
+    try:
+        return wire.text(repr(args)[:500])
+    except Exception:  # noqa: BLE001 (a broken __repr__)
+        return "?"
 
 
 class WorkerPlugin:
@@ -217,7 +254,34 @@ class WorkerPlugin:
                 message=wire.text(str(warning_message.message)), category=f"{cat.__module__}:{cat.__qualname__}",
                 filename=wire.text(str(warning_message.filename)), lineno=warning_message.lineno or 0, when=when))
 
-    def pytest_runtest_logreport(self, report) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report):
+        """Sent once every plugin has seen the report (what a hook spawned
+        belongs to that phase). A hook that tried to create a process (a
+        conftest that runs a screenshot tool on failure) gets the kernel's
+        EPERM as PermissionError: that must not end the worker with an
+        INTERNALERROR and lose the test's report; the daemon's record of the
+        attempt fails the test (TC003)."""
+        mark = len(self.intents.items)
+        try:
+            result = yield
+        except Exception as e:
+            if len(self.intents.items) == mark or not _denied(e):
+                raise
+            self._hook_denied("pytest_runtest_logreport", e)
+            result = []
+        self._send_report(report)
+        return result
+
+    def _hook_denied(self, hook: str, e: BaseException) -> None:
+        """Said in the warnings summary: the hook's own error is not lost either."""
+        filename, lineno = _user_frame(e.__traceback__)
+        self.warnings.append(pb.RecordedWarning(
+            message=wire.text(f"isod: a {hook} hook tried to create a process and got {type(e).__name__}: {e}; "
+                              "the test's report is kept"),
+            category="pytest:PytestWarning", filename=wire.text(filename), lineno=lineno, when="runtest"))
+
+    def _send_report(self, report) -> None:
         if report.when == "call":
             # what the terminal reporter would ask here: plugins that keep state
             # in this process settle the outcome now (a test whose subtests
@@ -232,6 +296,26 @@ class WorkerPlugin:
             self.send(report=phase)    # now: if the test is killed later, it was killed in call
         else:
             self.reports.append(phase)
+
+
+def _denied(e: BaseException) -> bool:
+    """EPERM somewhere in the chain: how a spawn the kernel denied surfaces."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, PermissionError) and e.errno == errno.EPERM:
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def _user_frame(tb) -> tuple[str, int]:
+    """The innermost frame outside the stdlib and installed packages."""
+    where = ("", 0)
+    while tb is not None:
+        if _user_code(tb.tb_frame.f_code.co_filename):
+            where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return where
 
 
 REPORT_MAX = 16 << 20    # bytes of one phase report on the wire (gRPC caps a message at 256 MB)
@@ -269,6 +353,16 @@ _CLIENT_ONLY = {"usepdb": False, "usepdb_cls": None, "trace": False, "maxfail": 
                 "numprocesses": None, "maxprocesses": None, "dist": "no", "distload": False, "looponfail": False}
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config):
+    """config.workerinput / workeroutput as pytest-xdist's workers have them,
+    before any plugin's pytest_configure or sessionstart looks."""
+    if os.environ.get(ENV_FD) is not None and os.environ.get("ISOD_WORKER_ID") is not None:
+        xdist_compat.install(early_config)
+        xdist_compat.keep_coverage_data(early_config)
+    return (yield)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Before any plugin's pytest_configure reads the options."""
@@ -304,7 +398,11 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         _silence(config, reporter)
-    config.pluginmanager.register(WorkerPlugin(config, chan), "isod-worker")
+    worker = WorkerPlugin(config, chan)
+    config.pluginmanager.register(worker, "isod-worker")
+    if hasattr(config, "workeroutput"):
+        config.pluginmanager.register(xdist_compat.NodeDown(config, worker.send), "isod-xdist-node")
+        xdist_compat.register_fixtures(config)
     _watch_daemon(chan)
 
 
