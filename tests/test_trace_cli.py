@@ -57,40 +57,41 @@ def backend_name(request) -> str:
     return request.param
 
 
-def test_shell_pipeline_shows_forks_and_execs_with_times(backend_name):
+def test_shell_pipeline_shows_forks_and_execs_with_times():
+    """Without --size nothing is trapped (the native backend): forks, execs
+    and exits come from the kernel's process events, with child pids."""
     if not HAVE_CONNECTOR:
         pytest.skip("no process events connector (needs CAP_NET_ADMIN): fork lines carry no child pid")
-    for _ in range(3):
-        p = isod_trace("--backend", backend_name, "--", "sh", "-c", "ls / | wc -l")
-        # a known, separately tracked failure (strict xfail in test_supervisor.py:
-        # a SIGCHLD while the second fork waits to be received) is retried here
-        if "Cannot fork" not in p.stderr:
-            break
+    # programs that live long enough for their command line to be read (best effort, docs)
+    p = isod_trace("--", "sh", "-c", "sleep 0.2 | wc -l")
     assert p.returncode == 0, p.stderr
-    assert int(p.stdout) > 0                           # the command's stdout is untouched
+    assert int(p.stdout) == 0                          # the command's stdout is untouched
     events = parse(p.stderr)
     assert all(t >= 0 for t, _, _ in events)
     times = [t for t, _, _ in events]
     assert times == sorted(times), p.stderr              # in time order, whichever thread saw it first
-    (sh,) = [pid for _, pid, what in events if what.startswith("execve sh -c 'ls / | wc -l'")]
+    (sh,) = [pid for _, pid, what in events if what.startswith("execve sh -c 'sleep 0.2 | wc -l'")]
     children = [int(m[1]) for _, pid, what in events if pid == sh and (m := re.fullmatch(r"fork -> (\d+)", what))]
     assert len(children) == 2, p.stderr
     execs = {pid: what for _, pid, what in events if what.startswith("execve ")}
-    assert sorted(execs.get(c, "").split("   ")[0] for c in children) == ["execve ls /", "execve wc -l"]
+    assert sorted(execs.get(c, "").split("   ")[0] for c in children) == ["execve sleep 0.2", "execve wc -l"]
     for pid in (sh, *children):
         assert any(pid == ev_pid and what.startswith("exit 0") for _, ev_pid, what in events), pid
     assert "--- 3 exec(s), 0 denied, exit status 0" in p.stderr
 
 
-def test_a_path_search_marks_the_misses_and_counts_the_exec_once(backend_name, tmp_path):
+def test_a_path_search_shows_only_the_exec_that_ran(tmp_path):
+    """Natively, an exec that misses along PATH never reaches the kernel's
+    process events: one exec line, counted once."""
+    if not HAVE_CONNECTOR:
+        pytest.skip("no process events connector (needs CAP_NET_ADMIN)")
     (tmp_path / "nowhere").mkdir()          # a PATH directory without the command
     env = dict(os.environ, PATH=f"{tmp_path / 'nowhere'}:/usr/bin:/bin")
-    p = isod_trace("--backend", backend_name, "--", "sh", "-c", "exec uname >/dev/null", env=env)
+    p = isod_trace("--", "sh", "-c", "exec sleep 0.1 >/dev/null", env=env)
     assert p.returncode == 0, p.stderr
-    lines = [what for _, _, what in parse(p.stderr) if what.startswith("execve uname")]
-    assert lines[0] == f"execve uname   [{tmp_path / 'nowhere' / 'uname'}]   = ENOENT", p.stderr
-    assert not lines[-1].endswith("= ENOENT"), p.stderr
-    assert "--- 2 exec(s), 0 denied, exit status 0" in p.stderr   # sh and uname, not the miss
+    lines = [what for _, _, what in parse(p.stderr) if what.startswith("execve sleep")]
+    assert lines == ["execve sleep 0.1   [/usr/bin/sleep]"], p.stderr
+    assert "--- 2 exec(s), 0 denied, exit status 0" in p.stderr   # sh and sleep
 
 
 def test_small_size_shows_the_denied_call_and_exits_nonzero(backend_name):
@@ -136,13 +137,13 @@ def test_json_lines_have_stable_fields(tmp_path, backend_name):
 
 
 def test_json_to_stderr_is_one_object_per_line():
-    # one child at a time: see test_supervisor's xfail on a SIGCHLD during a pending fork
-    p = isod_trace("--json", "--", "sh", "-c", "/bin/true; /bin/true")
+    # programs that live long enough for their command line to be read (best effort, docs)
+    p = isod_trace("--json", "--", "sh", "-c", "sleep 0.05; sleep 0.05")
     assert p.returncode == 0, p.stderr
     objs = [json.loads(line) for line in p.stderr.splitlines()]
     assert {o["type"] for o in objs} >= {"trap", "exit", "summary"}
     execs = [o["argv"] for o in objs if o["type"] == "trap" and o["syscall"] == "execve"]
-    assert execs == [["sh", "-c", "/bin/true; /bin/true"], ["/bin/true"], ["/bin/true"]]
+    assert execs == [["sh", "-c", "sleep 0.05; sleep 0.05"], ["sleep", "0.05"], ["sleep", "0.05"]]
 
 
 def test_output_file(tmp_path):

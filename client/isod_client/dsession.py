@@ -17,7 +17,7 @@ import warnings
 import grpc
 import pytest
 from _pytest.reports import TestReport
-from isod.policy import Size
+from isod.policy import Size, worker_class
 from isod.v1 import isod_pb2 as pb
 
 from . import tc003
@@ -65,7 +65,25 @@ class Controller:
             python=sys.executable, cwd=str(self.config.invocation_params.dir), env=worker_env(self.config),
             pytest_args=worker_args(self.config) + self._basetemp(), workers=workers,
             enforcement=ENFORCEMENT_TO_PB[self.enforcement],
-            max_worker_restart=opts.isod_max_worker_restart or 0))
+            max_worker_restart=opts.isod_max_worker_restart or 0, class_hint=self._class_hint()))
+
+    # The daemon starts workers while we collect; a worker's class (its
+    # kernel filter) is fixed at launch, so it asks which classes to expect:
+    # those of the last run (pytest's cache), else the default size's.
+    _HINT_KEY = "isod/worker-classes"
+
+    def _class_hint(self) -> list[str]:
+        cache = getattr(self.config, "cache", None)
+        last = cache.get(self._HINT_KEY, None) if cache is not None else None
+        if isinstance(last, list) and all(isinstance(c, str) for c in last) and last:
+            return last
+        return [worker_class(self.default_size, self.enforcement == "strict")]
+
+    def _remember_classes(self) -> None:
+        cache = getattr(self.config, "cache", None)
+        if cache is not None and self.sizes:
+            strict = self.enforcement == "strict"
+            cache.set(self._HINT_KEY, sorted({worker_class(size, strict) for size, _ in self.sizes.values()}))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Sizes of the tests that will run, once every plugin and conftest
@@ -74,6 +92,7 @@ class Controller:
             size, marked = item_size(item, self.default_size)
             self.unmarked += not marked
             self.sizes[item.nodeid] = (size, item_timeout(item, size, self.limits))
+        self._remember_classes()
 
     def _basetemp(self) -> list[str]:
         """One base temp dir for the session, made here (pytest-xdist does the

@@ -1,9 +1,14 @@
 """Test sizes and what each may do: plain data and pure functions.
 
-The supervisor asks ``decide(rule, syscall)`` for every trapped call. A rule is
-chosen per worker by the daemon from the size of the test it is running (design
-§1); ``IDLE`` applies while no test runs (launch, collection, teardown of the
-session), and everything is allowed and recorded then.
+Each worker runs tests of one *class* (``worker_class``): its kernel filter is
+chosen at launch and never changes. A small worker traps process creation;
+the supervisor asks ``decide(rule, syscall)`` for every trapped call, with
+``IDLE`` until the worker has collected (spawns at import time are allowed and
+recorded) and the small rule from then on, between tests and at session
+teardown included. A worker of the spawning class traps nothing: what its
+rule allows runs natively (an allowed call routed through a supervisor can
+fail with EINTR, docs/kernel-notes.md) and its processes are recorded from
+the kernel's process events.
 """
 
 from __future__ import annotations
@@ -58,6 +63,21 @@ RULES = {
 }
 
 
+# Worker classes: the tests a worker may run, named by what its filter does.
+SMALL_CLASS = "small"        # traps fork/vfork/clone/clone3/exec/ptrace and denies them in tests
+SPAWNING_CLASS = "spawning"  # no filter: medium, large and xlarge tests spawn natively
+CLASSES = (SMALL_CLASS, SPAWNING_CLASS)
+
+
+def worker_class(size: Size | None, enforcing: bool = True) -> str:
+    """The class of worker a test of this size runs in. Unenforced runs (warn,
+    off) deny nothing, so no call needs a supervisor: every test runs in a
+    spawning-class worker, recorded from the process events."""
+    if enforcing and size is Size.SMALL:
+        return SMALL_CLASS
+    return SPAWNING_CLASS
+
+
 def rule_for(size: Size | None) -> Rule:
     return IDLE if size is None else RULES[size]
 
@@ -76,4 +96,4 @@ def decide(rule: Rule, syscall: str) -> bool:
 def is_violation(syscall: str) -> bool:
     """Whether an attempt of this syscall breaks the small-test contract
     ("connect": asking the daemon itself to run something)."""
-    return syscall in PROCESS_CREATION or syscall in ("ptrace", "io_uring_setup", "connect")
+    return syscall in PROCESS_CREATION or syscall in ("ptrace", "connect")

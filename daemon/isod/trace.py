@@ -19,6 +19,7 @@ from typing import TextIO
 from . import policy
 from .sandbox import Box, Event, ProcEvent, SandboxError, open_backend
 from .sandbox.proc_connector import open_connector
+from .sandbox.watch import WatchBackend
 
 EXIT_DENIED = 1
 HOLD_NS = 150_000_000   # longer than the supervisors' STALE_NS (seccomp 100 ms, ptrace 20 ms)
@@ -146,6 +147,8 @@ class TreePrinter:
         return f"{head} {ev.syscall}{mark}"
 
     def proc(self, ev: ProcEvent) -> None:
+        if ev.kind == "exec":
+            return        # the native backend's exec Event carries it (trap)
         if ev.kind == "fork":
             with self.lock:
                 self.procs += 1
@@ -190,12 +193,13 @@ def signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def _wait_exits(connector, timeout: float) -> None:
+def _wait_exits(connector, root: int, timeout: float) -> None:
     """Until the connector has seen every process of the tree exit (it prints
     them), at most timeout seconds: the last exit notifications may still be
     on their way when the tree is gone. Usually at once."""
     deadline = time.monotonic() + timeout
-    while connector.members and time.monotonic() < deadline:
+    while connector.tree_size(root) and time.monotonic() < deadline:
+        connector.sync()
         time.sleep(0.0005)
 
 
@@ -208,19 +212,25 @@ SWITCH_INTERVAL_S = 0.0005
 def run(cmd: list[str], size: str | None, as_json: bool, out: TextIO, backend_name: str = "seccomp") -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     rule = policy.rule_for(policy.Size.parse(size) if size else None)
-    backend = open_backend(backend_name)
     connector = open_connector()
+    # a rule that allows every spawn traps nothing: an allowed call routed
+    # through the supervisor could fail with EINTR (docs/kernel-notes.md)
+    native = rule.spawn and rule.ptrace
+    backend = WatchBackend(connector) if native else open_backend(backend_name)
     t0 = time.monotonic_ns()
     printer = TreePrinter(out, as_json, t0, have_forks=connector is not None, rule_name=rule.name)
     try:
-        box = backend.spawn(cmd, rule=rule, on_event=printer.trap)
+        if native:
+            box = backend.spawn(cmd, rule=rule, on_event=printer.trap, on_proc=printer.proc)
+        else:
+            box = backend.spawn(cmd, rule=rule, on_event=printer.trap)
     except SandboxError:
-        if connector:
+        if connector and not native:
             connector.close()
         backend.close()
         raise
     printer.root = box.pid
-    if connector is not None:
+    if connector is not None and not native:
         connector.follow(box.pid, printer.proc)
     stop = {"sig": None}
 
@@ -237,11 +247,11 @@ def run(cmd: list[str], size: str | None, as_json: bool, out: TextIO, backend_na
         box.released.wait()          # every process of the tree is gone
         wall = time.monotonic_ns() - t0
         if connector is not None:
-            _wait_exits(connector, 0.02)
+            _wait_exits(connector, box.pid, 0.02)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if connector is not None:
+        if connector is not None and not native:
             connector.close()
         backend.close()
     if connector is None:

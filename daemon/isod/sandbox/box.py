@@ -33,12 +33,6 @@ class Box:
         self.rule = IDLE
         self.launch_rule: Rule | None = rule
         self.on_event = on_event
-        # Called by the backend right before it decides each trapped call of
-        # this tree, from the backend's thread. The owner uses it to apply what
-        # the tree announced on its own channel before making the call (the
-        # daemon's worker says "test X starts" then may spawn at once): without
-        # it the decision could use a stale rule.
-        self.before_decision: Callable[[], None] | None = None
         # Trapped calls answered but not yet recorded. A backend raises it
         # right before it answers and lowers it after record(); the owner
         # calls settle() before cutting events at a boundary the tree
@@ -47,12 +41,15 @@ class Box:
         self._events: list[Event] = []
         self._lock = threading.Lock()
         self.released = threading.Event()   # the supervisor let go of the tree (all tasks gone)
+        # Backends that record after the fact (the native one) deliver what the
+        # kernel has queued so far when asked, and stop when told to let go.
+        self.flush: Callable[[], None] | None = None
+        self.on_release: Callable[[], None] | None = None
 
     def rule_for(self, tid: int, name: str) -> Rule:
         """The rule a trapped call of this tree is judged by; the backends
-        call it right before deciding (it runs ``before_decision`` first)."""
-        if self.before_decision is not None:
-            self.before_decision()
+        call it right before deciding. It reads one attribute: nothing of the
+        owner runs while a trapped caller waits."""
         if self.launch_rule is not None and tid == self.pid and name == "execve":
             # the launcher execs the command: allowed; the owner's rule holds from here
             self.rule, self.launch_rule = self.launch_rule, None
@@ -66,15 +63,33 @@ class Box:
             self.on_event(self, ev)
 
     def settle(self, timeout: float = 1.0) -> None:
-        """Wait until every answered call has been recorded (microseconds)."""
+        """Wait until every answered call has been recorded (microseconds),
+        and every process event already queued by the kernel delivered."""
+        if self.flush is not None:
+            self.flush()
         deadline = time.monotonic() + timeout
         while self.inflight and time.monotonic() < deadline:
             time.sleep(0.00005)
 
-    def take_events(self) -> list[Event]:
+    def take_events(self, until_ns: int | None = None) -> list[Event]:
+        """The events recorded so far (up to ``until_ns`` if given, in time
+        order); the later ones stay for the next take."""
         with self._lock:
-            out, self._events = self._events, []
+            if until_ns is None:
+                out, self._events = self._events, []
+            else:
+                out = [e for e in self._events if e.t_ns <= until_ns]
+                if len(out) != len(self._events):
+                    self._events = [e for e in self._events if e.t_ns > until_ns]
+                else:
+                    self._events = []
+        out.sort(key=lambda e: e.t_ns)
         return out
+
+    def release(self) -> None:
+        """The owner is done with the tree: stop recording it."""
+        if self.on_release is not None:
+            self.on_release()
 
     def wait(self, timeout: float | None = None) -> int:
         return self.popen.wait(timeout)

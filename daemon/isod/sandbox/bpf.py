@@ -20,7 +20,11 @@ from .kernel import CLONE_THREAD, CLONE_UNTRACED
 # Syscalls that reach the supervisor. clone is trapped only without
 # CLONE_THREAD, so threads never cost a round trip on the clone path; clone3
 # always is, because BPF cannot read its flags (they sit in user memory).
-NOTIFIED = ("fork", "vfork", "execve", "execveat", "clone3", "ptrace", "io_uring_setup")
+NOTIFIED = ("fork", "vfork", "execve", "execveat", "clone3", "ptrace")
+# Answered in the filter itself, never recorded: an io_uring ring's
+# operations bypass seccomp, and event loops (libuv, uvloop) that get ENOSYS
+# fall back to plain syscalls. A ring cannot create a process: no violation.
+ENOSYS_IN_FILTER = ("io_uring_setup",)
 
 
 def _build(trace_action: int | None) -> sc.SyscallFilter:
@@ -30,6 +34,8 @@ def _build(trace_action: int | None) -> sc.SyscallFilter:
     f.add_arch(sc.Arch.X86)
     for name in NOTIFIED:
         f.add_rule(action, name)
+    for name in ENOSYS_IN_FILTER:
+        f.add_rule(sc.ERRNO(errno.ENOSYS), name)
     f.add_rule(action, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
     if trace_action is not None:
         # ptrace follows threads only if it sees them: a thread made with

@@ -28,6 +28,7 @@ class Event:
     cwd: str = ""
     clone_flags: int = 0
     argv_complete: bool = True   # False when the caller died or the read was cut
+    child: int = 0               # fork/clone seen by the process events connector: the new pid
 
     def command(self) -> str:
         """The attempted command, quoted as a shell would."""
@@ -51,13 +52,17 @@ class Event:
 
 @dataclass(slots=True)
 class ProcEvent:
-    """A process appearing (fork) or ending (exit), from the kernel's process
-    events connector when available."""
+    """A process appearing (fork), running a program (exec) or ending (exit),
+    from the kernel's process events connector when available."""
 
     t_ns: int
-    kind: str                    # fork or exit
+    kind: str                    # fork, exec or exit
     pid: int
     ppid: int = 0
+    path: str = ""               # exec: the program (/proc/PID/exe), argv, cwd: read
+    argv: list[str] = field(default_factory=list)   # right after the exec, best effort
+    cwd: str = ""
+    argv_complete: bool = True
     exit_code: int | None = None    # exit: the status as exit(2) gave it
     exit_signal: int | None = None  # exit: the signal that killed it
 

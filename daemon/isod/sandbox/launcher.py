@@ -71,14 +71,19 @@ def resolve(name: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    # argv: SOCK_FD BPF_FD MODE -- CMD ARGS...   (MODE: notif | trace)
+    # argv: SOCK_FD BPF_FD MODE -- CMD ARGS...   (MODE: notif | trace | none)
     sock_fd, bpf_fd, mode = int(argv[0]), int(argv[1]), argv[2]
     cmd = argv[4:]
     sock = _socket.socket(fileno=sock_fd)
     bpf = _read_all(bpf_fd)
     drop_ptrace_capability()
     try:
-        if mode == "notif":
+        if mode == "none":
+            # no filter: the owner follows this pid's tree, then says "go"
+            sock.sendall(b"ready")
+            if sock.recv(16) != b"go":
+                return EXIT_SETUP_FAILED
+        elif mode == "notif":
             listener = install(bpf, kernel.SECCOMP_FILTER_FLAG_NEW_LISTENER)
             sock.sendmsg([b"ok"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, listener.to_bytes(4, sys.byteorder))])
             os.close(listener)

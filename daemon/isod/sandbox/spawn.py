@@ -54,6 +54,10 @@ class LauncherProcess:
                 launcher_argv(mode, child.fileno(), r, list(argv)),
                 pass_fds=(child.fileno(), r, *pass_fds), **popen_kwargs,
             )
+        except PermissionError as e:
+            self.sock.close()
+            raise SandboxError(f"cannot start the sandbox launcher: {e.strerror} (is this itself running "
+                               "where spawning is denied, e.g. in a small test under isod?)") from e
         finally:
             child.close()
             os.close(r)
@@ -79,6 +83,26 @@ class LauncherProcess:
         for fd in fds:
             os.close(fd)
         self.fail(msg)
+
+    def ready(self) -> None:
+        """Mode "none": wait until the launcher runs (its own exec is over)."""
+        try:
+            msg = self.sock.recv(16)
+        except TimeoutError:
+            self.popen.kill()
+            raise SandboxError(f"the launcher did not report within {SETUP_TIMEOUT:.0f} s") from None
+        if msg != b"ready":
+            self.sock.close()
+            self.fail(msg)
+
+    def go(self) -> None:
+        """Mode "none": let the launcher exec the command (the owner is ready)."""
+        try:
+            self.sock.sendall(b"go")
+        except OSError:
+            pass          # it died already: the owner sees its exit status
+        finally:
+            self.sock.close()
 
     def fail(self, msg: bytes):
         self.popen.wait()

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .. import EMBEDDED_DIR_PREFIX
 from ..sandbox import open_backend
+from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
 from .auth import TokenInterceptor, read_token, tls_credentials
@@ -102,8 +103,9 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     for pid, cmd in remove_stale_cgroups():
         log(f"killed {pid} ({cmd}), left in the cgroup of a daemon that died")
     backend = open_backend(backend_name)
+    native = WatchBackend()
     nworkers = workers or default_workers()
-    service = IsodService(backend, log, nworkers, listen, kernel_features(), limits_config)
+    service = IsodService(backend, log, nworkers, listen, kernel_features(), limits_config, native=native)
     interceptors = [TokenInterceptor(token, log)] if token else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="isod-grpc"),
@@ -135,7 +137,7 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     reason = getattr(backend, "reason", "")
     security = (" (TLS)" if tls else "") + (" (bearer token required)" if token else "")
     log(f"serving on {listen}{security} (backend {backend.name}{': ' + reason if reason else ''}; "
-        f"{nworkers} workers per session)")
+        f"medium and larger tests: {native.reason}; {nworkers} workers per session)")
 
     stopping = threading.Event()
 
@@ -157,6 +159,7 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
         s.abort()
     done.wait(grace + 1)
     backend.close()
+    native.close()
     if path is not None and os.path.exists(path):
         os.unlink(path)
     log("stopped")

@@ -11,8 +11,9 @@ import time
 
 import grpc
 
-from .. import __version__
+from .. import __version__, policy
 from ..sandbox import SandboxError
+from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
 from . import peers
@@ -110,10 +111,13 @@ SWITCH_INTERVAL_S = 0.0005
 
 class IsodService(pb_grpc.IsodServicer):
     def __init__(self, backend, log, default_workers: int, listen: str, features: dict[str, bool],
-                 limits=None) -> None:
+                 limits=None, native=None) -> None:
         self.limits = limits
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.backend = backend
+        # small workers trap under `backend`; spawning ones run natively, recorded
+        self.native = native if native is not None else WatchBackend()
+        self.backends = {policy.SMALL_CLASS: backend, policy.SPAWNING_CLASS: self.native}
         self.log = log
         self.default_workers = default_workers
         self.listen = listen
@@ -137,7 +141,7 @@ class IsodService(pb_grpc.IsodServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"isod refuses sessions from its own small tests ({intruder})")
         sid = f"s{next(self._ids)}"
-        session = Session(sid, opened, self.backend, self.log, self.default_workers, self.limits)
+        session = Session(sid, opened, self.backends, self.log, self.default_workers, self.limits)
         with self._lock:
             self.sessions[sid] = session
         context.add_callback(session.abort)      # the client went away: kill its workers
@@ -192,7 +196,7 @@ class IsodService(pb_grpc.IsodServicer):
             return ""
         with self._lock:
             watched = {w.pid: w for s in self.sessions.values() for w in list(s.workers.values())
-                       if w.enforcing and w.running is not None and w.running.item.size == pb.SMALL}
+                       if w.enforcing and w.cls == policy.SMALL_CLASS and w.collected}
         if not watched:
             return ""
         members = {pid: w for w in watched.values() for pid in w.limits.members()}
@@ -202,7 +206,8 @@ class IsodService(pb_grpc.IsodServicer):
             return ""
         for pid in found:
             w = members[pid]
-            test = w.running.item.nodeid if w.running else "?"
+            run = w.running
+            test = run.item.nodeid if run else "(between tests)"
             w.flag(f"connected to the isod daemon's socket to open a session (pid {pid})")
             return f"pid {pid} of worker {w.name}, running small test {test}"
         return ""

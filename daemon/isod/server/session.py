@@ -1,12 +1,12 @@
-"""One pytest run on the daemon: its workers, its queue of tests, its results.
+"""One pytest run on the daemon: its workers, its results, its end.
 
-Scheduling is pytest-xdist's `load`: one shared queue; each worker holds at
-least two items (the one running and the next, so it runs with its real
-``nextitem``) and up to MAX_IN_FLIGHT while the queue is long, so it never
-waits for the daemon; when the queue is empty a worker is told to finish. A crashed
-worker's unstarted item goes back to the front of the queue and a fresh worker
-takes over, up to ``max_worker_restart`` crashes. Everything the client must
-see goes into ``out`` (a queue the gRPC handler drains); ``None`` ends it.
+The scheduler (``scheduler.py``) decides which worker runs which test; this
+module does the I/O around it: starts workers of the class the scheduler
+asks for (a small worker under the trapping backend, a spawning one under the
+native backend), sends what it says to send, replaces a crashed worker (its
+unstarted items go back to the queue, up to ``max_worker_restart`` crashes)
+and relays results. Everything the client must see goes into ``out`` (a queue
+the gRPC handler drains); ``None`` ends it.
 """
 
 from __future__ import annotations
@@ -15,34 +15,38 @@ import os
 import queue
 import threading
 import time
-from collections import deque
+import uuid
 
+from .. import policy
 from ..v1 import isod_pb2 as pb
+from .convert import SIZE_FROM_PB
+from .scheduler import Scheduler
 from .worker_handle import WorkerHandle
 
 STDERR_TAIL = 4096
-MAX_IN_FLIGHT = 32
 
 
 class Session:
-    def __init__(self, sid: str, open_msg: pb.SessionOpen, backend, log, default_workers: int,
+    def __init__(self, sid: str, open_msg: pb.SessionOpen, backends: dict, log, default_workers: int,
                  limits=None) -> None:
         self.limits = limits
         self.sid = sid
         self.open = open_msg
-        self.backend = backend
+        self.backends = backends     # worker class -> sandbox backend
         self.log = log
         self.out: queue.SimpleQueue = queue.SimpleQueue()
         self.nworkers = open_msg.workers or default_workers
         self.max_restart = open_msg.max_worker_restart or (4 + self.nworkers)
+        self.enforcing = open_msg.enforcement in (pb.ENFORCEMENT_UNSPECIFIED, pb.STRICT)
+        self.sched = Scheduler(self.nworkers)
+        self.testrun_uid = uuid.uuid4().hex
         self.lock = threading.RLock()
         self.workers: dict[str, WorkerHandle] = {}
-        self.ready: set[str] = set()
+        self.free_ids = [f"gw{i}" for i in range(self.sched.slots)]   # xdist-style, reused by a replacement
         self.early_collections: dict[str, pb.Collected] = {}
         self.stderr_tail: dict[str, bytes] = {}
         self.items: list[pb.TestItem] | None = None
         self.client_ids: set[str] = set()
-        self.todo: deque[pb.TestItem] = deque()
         self.results = 0
         self.crashes = 0
         self.started_workers = 0
@@ -50,23 +54,36 @@ class Session:
         self.ended = False
         self.error = ""
         self.t0 = time.monotonic()
-        self._seq = 0
 
     # --- lifecycle --------------------------------------------------------
     def start(self) -> None:
+        """Workers of the classes the client expects start while it collects."""
         with self.lock:
-            for _ in range(self.nworkers):
-                self._spawn_worker()
+            hint = list(self.open.class_hint) or [policy.SMALL_CLASS]
+            if not self.enforcing:
+                hint = [policy.SPAWNING_CLASS]
+            self._start_workers(hint)
         self.out.put(pb.DaemonMessage(ready=pb.SessionReady(
-            workers=self.nworkers, backend=self.backend.name, session_id=self.sid)))
+            workers=self.nworkers, backend=self.backends[policy.SMALL_CLASS].name, session_id=self.sid)))
 
-    def _spawn_worker(self) -> None:
-        self._seq += 1
-        name = f"w{self._seq}"
+    def _start_workers(self, hint: list[str] = ()) -> None:
+        for cls in self.sched.classes_to_start(list(self.workers.values()), list(hint)):
+            self._spawn_worker(cls)
+
+    def _spawn_worker(self, cls: str, name: str | None = None) -> None:
+        if name is None or name not in self.free_ids:
+            name = self.free_ids[0]
+        self.free_ids.remove(name)
         self.started_workers += 1
-        w = WorkerHandle(name, self.backend, self.open, on_collected=self._on_collected,
-                         on_result=self._on_result, on_output=self._on_output, on_exit=self._on_exit,
-                         limits=self.limits, on_outside=self._on_outside)
+        try:
+            w = WorkerHandle(name, cls, self.backends[cls], self.open, on_collected=self._on_collected,
+                             on_result=self._on_result, on_output=self._on_output, on_exit=self._on_exit,
+                             limits=self.limits, on_outside=self._on_outside, on_node_down=self._on_node_down,
+                             enforcing=self.enforcing, worker_count=self.sched.slots,
+                             testrun_uid=self.testrun_uid)
+        except BaseException:
+            self.free_ids.insert(0, name)
+            raise
         w.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
         self.workers[name] = w
 
@@ -77,10 +94,13 @@ class Session:
                 return
             self.items = list(msg.items)
             self.client_ids = {i.nodeid for i in self.items}
-            self.todo.extend(self.items)
+            self.sched.load([(policy.worker_class(SIZE_FROM_PB.get(i.size), self.enforcing), i)
+                             for i in self.items])
             for name, col in list(self.early_collections.items()):
-                self._check_collection(self.workers[name], col)
+                if name in self.workers:
+                    self._check_collection(self.workers[name], col)
             self.early_collections.clear()
+            self._rebalance()
             self._maybe_end()
 
     def stop(self, reason: str) -> None:
@@ -88,7 +108,7 @@ class Session:
             if self.items is None:
                 self.items = []     # stopped before sending tests: nothing to wait for
             self.stopped = True
-            self.todo.clear()
+            self.sched.stop()
             for w in self.workers.values():
                 w.send_finish(stop=True)
             self._maybe_end()
@@ -97,11 +117,40 @@ class Session:
         """The client went away: kill everything now."""
         with self.lock:
             self.stopped = True
-            self.todo.clear()
+            self.sched.stop()
             workers = list(self.workers.values())
         for w in workers:
             w.kill()
         self._end()
+
+    # --- scheduling -------------------------------------------------------
+    def _rebalance(self) -> None:
+        """Retire workers with nothing to do, start the ones the tests need."""
+        if self.stopped:
+            return
+        for w in self.sched.to_retire(list(self.workers.values())):
+            w.ready = False
+            w.send_finish()
+        self._start_workers()
+        self._dispatch_all()
+
+    def _dispatch_all(self) -> None:
+        for w in list(self.workers.values()):
+            self._dispatch(w)
+
+    def _dispatch(self, w: WorkerHandle) -> None:
+        if w.exited or not w.ready or self.items is None:
+            return
+        d = self.sched.dispatch(w, list(self.workers.values()))
+        if d.release:
+            w.send_release()
+        for item in d.items:
+            w.send_item(item)
+        if d.hold is not None:
+            w.send_item(d.hold, hold=True)
+        if d.finish:
+            w.ready = False
+            w.send_finish()
 
     # --- worker callbacks -------------------------------------------------
     def _on_collected(self, w: WorkerHandle, col: pb.Collected) -> None:
@@ -110,6 +159,7 @@ class Session:
                 self.early_collections[w.name] = col
             else:
                 self._check_collection(w, col)
+                self._rebalance()
 
     def _check_collection(self, w: WorkerHandle, col: pb.Collected) -> None:
         missing = sorted(self.client_ids - set(col.nodeids))
@@ -119,31 +169,26 @@ class Session:
             self._fail(f"worker {w.name} collected differently from the client: {len(missing)} test(s) "
                        f"the client collected are missing in the worker:\n  {shown}{errors}")
             return
-        self.ready.add(w.name)
-        self._dispatch(w)
-
-    def _dispatch(self, w: WorkerHandle) -> None:
-        if w.name not in self.ready or w.exited:
-            return
-        # Keep enough in flight that the worker never waits for us (a round
-        # trip per test idles it), but leave the tail of the queue to share.
-        depth = max(2, min(MAX_IN_FLIGHT, len(self.todo) // (2 * max(1, len(self.ready)))))
-        while len(w.assigned) < depth and self.todo and not self.stopped:
-            w.send_item(self.todo.popleft())
-        if not self.todo:
-            w.send_finish()
+        w.ready = True
 
     def _on_result(self, w: WorkerHandle, res: pb.TestResult) -> None:
         with self.lock:
             self.results += 1
             self.out.put(pb.DaemonMessage(result=res))
+            self.sched.finished(w)
             if res.interruption.kind == pb.Interruption.SESSION_EXIT:
                 self.stop(f"{res.nodeid} ended the session")   # as pytest does; the client follows
             elif not res.HasField("interruption"):
-                self._dispatch(w)
+                if self.sched.ordered:
+                    self._dispatch_all()      # the next run may be another worker's
+                else:
+                    self._dispatch(w)
 
     def _on_outside(self, w: WorkerHandle, outside: pb.OutsideTests) -> None:
         self.out.put(pb.DaemonMessage(outside=outside))
+
+    def _on_node_down(self, w: WorkerHandle, down: pb.NodeDown) -> None:
+        self.out.put(pb.DaemonMessage(node_down=down))
 
     def _on_output(self, w: WorkerHandle, data: bytes, is_err: bool) -> None:
         if is_err:
@@ -153,10 +198,9 @@ class Session:
     def _on_exit(self, w: WorkerHandle) -> None:
         with self.lock:
             self.workers.pop(w.name, None)
-            self.ready.discard(w.name)
-            leftover = w.unfinished()
-            if leftover and not self.stopped:
-                self.todo.extendleft(reversed(leftover))
+            self.free_ids.append(w.name)
+            self.free_ids.sort(key=lambda n: int(n[2:]))
+            self.sched.lost(w, w.unfinished())
             if w.crashed and not self.stopped and not self.ended:
                 tail = self.stderr_tail.get(w.name, b"").decode(errors="replace").strip()
                 if not w.collected:
@@ -169,15 +213,17 @@ class Session:
                 if self.crashes > self.max_restart:
                     self._fail(f"workers crashed {self.crashes} times, more than --isod-max-worker-restart="
                                f"{self.max_restart}; stopping. Last worker's stderr:\n{tail}")
-                elif self.todo:
-                    self._spawn_worker()
+                elif self.sched.pending(w.cls):
+                    self._spawn_worker(w.cls, w.name)     # the replacement takes its id, as in xdist
+            if not self.stopped and not self.ended:
+                self._rebalance()
             self._maybe_end()
 
     # --- ending -----------------------------------------------------------
     def _fail(self, message: str) -> None:
         self.error = message
         self.stopped = True
-        self.todo.clear()
+        self.sched.stop()
         for w in list(self.workers.values()):
             w.kill()
         self._maybe_end()
@@ -186,13 +232,17 @@ class Session:
         if self.ended:
             return
         if self.workers:
-            if self.items is not None and not self.todo:
+            if self.items is not None and (self.stopped or not self.sched.pending()):
                 for w in self.workers.values():
-                    if w.name in self.ready or self.stopped:
+                    if (w.ready and not w.assigned) or self.stopped or not w.collected:
                         w.send_finish()
             return
         if self.items is None and not self.error:
             return   # workers all gone before the client sent its tests: wait for it
+        if self.sched.pending() and not self.stopped:
+            self._start_workers()        # tests left and no worker (all retired or crashed)
+            if self.workers:
+                return
         self._end()
 
     def _end(self) -> None:

@@ -1,10 +1,10 @@
-"""The daemon's handle on one sandboxed pytest worker.
+"""The daemon's handle on one sandboxed pytest worker of one class.
 
-It starts the worker through the sandbox, reads the worker's channel (from its
-own thread, and from the supervisor right before each trap decision, so a
-``started`` already written is applied before the spawn that follows it is
-judged), switches the sandbox rule at test boundaries, cuts the recorded
-events per test and phase, enforces the time limit, and turns a dead or
+It starts the worker through its class's backend, reads the worker's channel
+from its own thread, turns the small rule on once a small worker has
+collected (the rule never changes after that: nothing of the daemon runs
+while a trapped caller waits), cuts the recorded events per test and phase by
+the times the worker reports, enforces the time limit, and turns a dead or
 replaced worker into a failed result. It knows nothing of gRPC: results go to
 the session through ``on_result`` / ``on_exit``.
 """
@@ -53,13 +53,20 @@ class Running:
 
 
 class WorkerHandle:
-    def __init__(self, name: str, backend, open_msg: pb.SessionOpen, *,
+    def __init__(self, name: str, cls: str, backend, open_msg: pb.SessionOpen, *,
                  on_collected: Callable[[WorkerHandle, pb.Collected], None],
                  on_result: Callable[[WorkerHandle, pb.TestResult], None],
                  on_output: Callable[[WorkerHandle, bytes, bool], None],
                  on_exit: Callable[[WorkerHandle], None], limits: LimitsConfig | None = None,
-                 on_outside: Callable[[WorkerHandle, pb.OutsideTests], None] | None = None) -> None:
+                 on_outside: Callable[[WorkerHandle, pb.OutsideTests], None] | None = None,
+                 on_node_down: Callable[[WorkerHandle, pb.NodeDown], None] | None = None,
+                 enforcing: bool = True, worker_count: int = 1, testrun_uid: str = "") -> None:
         self.name = name
+        self.cls = cls
+        self.on_node_down = on_node_down
+        self.node_down_sent = False
+        self.ready = False          # collected as the client did; takes tests until finished
+        self.held: pb.TestItem | None = None   # sent with hold=True, not released yet
         self.on_collected, self.on_result, self.on_output, self.on_exit = on_collected, on_result, on_output, on_exit
         self.on_outside = on_outside
         # trapped calls while no test ran (allowed and recorded, design §1), sent when the worker ends
@@ -75,7 +82,7 @@ class WorkerHandle:
         self.running: Running | None = None
         self.exited = False
         # warn/off: record everything, deny nothing (the verdict is the client's)
-        self.enforcing = open_msg.enforcement in (pb.ENFORCEMENT_UNSPECIFIED, pb.STRICT)
+        self.enforcing = enforcing
         self.collected = False      # it sent its collection
         self.timed_out = False      # the daemon killed it for a time limit
         self.crashed = False        # it died mid-test or before being told to finish
@@ -87,7 +94,11 @@ class WorkerHandle:
         self.chan = channel.Channel(daemon_end)
         env = dict(open_msg.env)
         env["ISOD_WORKER_FD"] = str(worker_end.fileno())
-        env["ISOD_WORKER_ID"] = name
+        # pytest-xdist's conventions: per-worker ports, databases, coverage files
+        env["ISOD_WORKER_ID"] = env["PYTEST_XDIST_WORKER"] = name
+        env["ISOD_WORKER_COUNT"] = env["PYTEST_XDIST_WORKER_COUNT"] = str(worker_count)
+        env["ISOD_TESTRUN_UID"] = env["PYTEST_XDIST_TESTRUNUID"] = testrun_uid
+        env["ISOD_WORKER_CLASS"] = cls
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("PYTHONBREAKPOINT", "isod.worker.plugin.no_debugger")   # no terminal to debug in
         argv = [open_msg.python, "-m", "pytest", "-p", WORKER_PLUGIN, *open_msg.pytest_args]
@@ -100,7 +111,6 @@ class WorkerHandle:
         finally:
             worker_end.close()
         self.pid = self.box.pid
-        self.box.before_decision = self.pump
         # per-size pids/memory limits on the tree, and the sweep of strays
         self.limits = TreeLimits(self.pid, limits)
         self.reported_strays: set[int] = set()
@@ -110,9 +120,22 @@ class WorkerHandle:
         self._thread.start()
 
     # --- commands ---------------------------------------------------------
-    def send_item(self, item: pb.TestItem) -> None:
+    def send_item(self, item: pb.TestItem, hold: bool = False) -> None:
+        """``hold``: the worker knows it (as the next test, for teardown) but
+        starts it only on ``send_release``."""
         self.assigned.append(item)
-        self._send(pb.WorkerCommand(run=item))
+        if hold:
+            self.held = item
+            sent = pb.TestItem()
+            sent.CopyFrom(item)
+            sent.hold = True
+            self._send(pb.WorkerCommand(run=sent))
+        else:
+            self._send(pb.WorkerCommand(run=item))
+
+    def send_release(self) -> None:
+        self.held = None
+        self._send(pb.WorkerCommand(release=pb.Release()))
 
     def send_finish(self, stop: bool = False) -> None:
         """No more items; with ``stop`` (-x, --maxfail) the worker also drops
@@ -142,10 +165,6 @@ class WorkerHandle:
         self.box.kill()
 
     # --- channel ----------------------------------------------------------
-    def pump(self) -> None:
-        """Apply every message already waiting (never blocks): the supervisor's hook."""
-        self._drain()
-
     def _read_loop(self) -> None:
         poller = select.poll()
         fds = {self.chan.fileno(): "chan"}
@@ -167,8 +186,7 @@ class WorkerHandle:
                     if not self._drain():
                         eof = True
                     else:
-                        # let a few messages gather: a wake-up per message costs more than
-                        # the message (trap decisions pump the channel themselves)
+                        # let a few messages gather: a wake-up per message costs more than the message
                         time.sleep(READ_BATCH_DELAY)
                 elif what is not None:
                     pipe, is_err = what
@@ -227,18 +245,17 @@ class WorkerHandle:
                 self._protocol_violation(f"`started {msg.started.nodeid}` out of order")
                 return
             item = self.assigned[0]
-            self._cut_outside("between tests" if self.last_test else "collection")
+            t0_ns = msg.started.t_ns or time.monotonic_ns()
+            self._cut_outside("between tests" if self.last_test else "collection", until_ns=t0_ns - 1)
             size = SIZE_FROM_PB.get(item.size)
-            self.running = Running(item=item, t0=msg.started.t_ns / 1e9 or time.monotonic(),
-                                   t0_ns=msg.started.t_ns or time.monotonic_ns())
-            self.box.rule = policy.rule_for(size) if self.enforcing else policy.IDLE
+            self.running = Running(item=item, t0=t0_ns / 1e9, t0_ns=t0_ns)
             if size is not None:
                 self.limits.apply(size.value)
         elif kind == "report":
             run = self.running
             if run is None:
                 return
-            self._cut(run)
+            self._cut(run, [msg.report])
             run.reports.append(msg.report)
             run.phase = {"setup": "call", "call": "teardown"}.get(msg.report.when, "teardown")
         elif kind == "finished":
@@ -259,8 +276,6 @@ class WorkerHandle:
             self._done(run.item)
             if ended:
                 self.exiting = True     # its pytest ends now: nothing more starts on it
-            if self.finish_sent and not self.assigned:
-                self.box.rule = policy.IDLE
             res = self._result(run, intents=msg.finished.intents, warnings=self._strays(run),
                                recorded_warnings=msg.finished.warnings)
             if ended:
@@ -270,7 +285,16 @@ class WorkerHandle:
             self.on_result(self, res)
         elif kind == "collected":
             self.collected = True
+            if self.cls == policy.SMALL_CLASS and self.enforcing:
+                # before any test is sent: from here on, between tests and at
+                # session teardown too, nothing of this worker may spawn
+                self.box.rule = policy.RULES[policy.Size.SMALL]
             self.on_collected(self, msg.collected)
+        elif kind == "node_down":
+            if self.on_node_down is not None and not self.node_down_sent:
+                self.node_down_sent = True
+                self.on_node_down(self, pb.NodeDown(worker=self.name,
+                                                    workeroutput_json=msg.node_down.workeroutput_json))
 
     def _protocol_violation(self, what: str) -> None:
         """Messages no real worker sends: a test forged them. It may already
@@ -300,26 +324,30 @@ class WorkerHandle:
     def _strays(self, run: Running) -> list[str]:
         """Processes this test started that are still running (they are killed
         when the worker ends: a session fixture's server may legitimately
-        outlive the test that started it). Looked for only after an allowed spawn."""
-        if not any(e.decision == "allow" and e.syscall in SPAWNS for e in run.events):
+        outlive the test that started it). Only processes the record says
+        were born in this test: by the time this runs the worker may be in
+        its next test, whose children are not this test's strays."""
+        born = {e.child_pid for e in run.events if e.child_pid and e.decision == "allow"}
+        if not born:
             return []
-        strays = self.limits.members() - {self.pid} - self.reported_strays
+        strays = (self.limits.members() & born) - {self.pid} - self.reported_strays
         self.reported_strays |= strays
         return [f"{run.item.nodeid} left process {pid} running: {_command(pid)} "
                 "(isod kills it when the worker ends)" for pid in sorted(strays)]
 
-    def _cut_outside(self, when: str) -> None:
+    def _cut_outside(self, when: str, until_ns: int | None = None) -> None:
         """Calls made while no test ran: kept for the client's report."""
         self.box.settle()
-        for ev in self.box.take_events():
+        for ev in self.box.take_events(until_ns):
             if len(self.outside) < MAX_EVENTS:
                 self.outside.append(event_to_pb(ev, when, (ev.t_ns - self.started_ns) / 1e9))
 
     def _cut(self, run: Running, ends: list[pb.PhaseReport] = ()) -> None:
-        """The test's events so far; ``ends``: reports of the phases that ended
-        since (in time order), whose end times tell an event's phase."""
+        """The test's events up to the end of the last of ``ends`` (reports of
+        the phases that ended since, in time order, whose end times tell an
+        event's phase), or all so far when the test was cut short."""
         self.box.settle()
-        for ev in self.box.take_events():
+        for ev in self.box.take_events(ends[-1].t_ns if ends and ends[-1].t_ns else None):
             if len(run.events) >= MAX_EVENTS:    # a spawn loop: count the rest, keep the result sendable
                 run.dropped += 1
                 continue
@@ -382,10 +410,16 @@ class WorkerHandle:
             if self.outside and self.on_outside is not None:
                 self.on_outside(self, pb.OutsideTests(worker=self.name, events=self.outside,
                                                       last_test=self.last_test))
+            if not self.node_down_sent and self.on_node_down is not None:
+                self.node_down_sent = True
+                how = f"signal {-status}" if status < 0 else f"exit code {status}"
+                self.on_node_down(self, pb.NodeDown(worker=self.name, error=f"worker {self.name} ended ({how}) "
+                                                    "before its session finished"))
         self.chan.close()
         for pipe in (self.box.popen.stdout, self.box.popen.stderr):
             pipe.close()
         self.box.released.wait(5)
+        self.box.release()
         self.on_exit(self)
 
     def _crash_result(self, run: Running, status: int) -> pb.TestResult:
@@ -424,8 +458,6 @@ class WorkerHandle:
         """Items sent to this worker that it never started (to hand to another)."""
         return list(self.assigned)
 
-
-SPAWNS = ("fork", "vfork", "clone")
 
 
 def _command(pid: int) -> str:

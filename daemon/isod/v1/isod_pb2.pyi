@@ -44,7 +44,7 @@ class ClientMessage(_message.Message):
     def __init__(self, open: _Optional[_Union[SessionOpen, _Mapping]] = ..., run: _Optional[_Union[RunTests, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., stop: _Optional[_Union[Stop, _Mapping]] = ...) -> None: ...
 
 class SessionOpen(_message.Message):
-    __slots__ = ("python", "cwd", "env", "pytest_args", "workers", "enforcement", "max_worker_restart")
+    __slots__ = ("python", "cwd", "env", "pytest_args", "workers", "enforcement", "max_worker_restart", "class_hint")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class SessionOpen(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
     MAX_WORKER_RESTART_FIELD_NUMBER: _ClassVar[int]
+    CLASS_HINT_FIELD_NUMBER: _ClassVar[int]
     python: str
     cwd: str
     env: _containers.ScalarMap[str, str]
@@ -66,17 +67,20 @@ class SessionOpen(_message.Message):
     workers: int
     enforcement: Enforcement
     max_worker_restart: int
-    def __init__(self, python: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., pytest_args: _Optional[_Iterable[str]] = ..., workers: _Optional[int] = ..., enforcement: _Optional[_Union[Enforcement, str]] = ..., max_worker_restart: _Optional[int] = ...) -> None: ...
+    class_hint: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, python: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., pytest_args: _Optional[_Iterable[str]] = ..., workers: _Optional[int] = ..., enforcement: _Optional[_Union[Enforcement, str]] = ..., max_worker_restart: _Optional[int] = ..., class_hint: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TestItem(_message.Message):
-    __slots__ = ("nodeid", "size", "timeout_s")
+    __slots__ = ("nodeid", "size", "timeout_s", "hold")
     NODEID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     size: Size
     timeout_s: float
-    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    hold: bool
+    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., timeout_s: _Optional[float] = ..., hold: _Optional[bool] = ...) -> None: ...
 
 class RunTests(_message.Message):
     __slots__ = ("items",)
@@ -95,20 +99,32 @@ class Stop(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class DaemonMessage(_message.Message):
-    __slots__ = ("ready", "result", "end", "output", "results", "outside")
+    __slots__ = ("ready", "result", "end", "output", "results", "outside", "node_down")
     READY_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     OUTSIDE_FIELD_NUMBER: _ClassVar[int]
+    NODE_DOWN_FIELD_NUMBER: _ClassVar[int]
     ready: SessionReady
     result: TestResult
     end: SessionEnd
     output: WorkerOutput
     results: TestResults
     outside: OutsideTests
-    def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., result: _Optional[_Union[TestResult, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ..., output: _Optional[_Union[WorkerOutput, _Mapping]] = ..., results: _Optional[_Union[TestResults, _Mapping]] = ..., outside: _Optional[_Union[OutsideTests, _Mapping]] = ...) -> None: ...
+    node_down: NodeDown
+    def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., result: _Optional[_Union[TestResult, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ..., output: _Optional[_Union[WorkerOutput, _Mapping]] = ..., results: _Optional[_Union[TestResults, _Mapping]] = ..., outside: _Optional[_Union[OutsideTests, _Mapping]] = ..., node_down: _Optional[_Union[NodeDown, _Mapping]] = ...) -> None: ...
+
+class NodeDown(_message.Message):
+    __slots__ = ("worker", "workeroutput_json", "error")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    WORKEROUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    workeroutput_json: bytes
+    error: str
+    def __init__(self, worker: _Optional[str] = ..., workeroutput_json: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
 
 class OutsideTests(_message.Message):
     __slots__ = ("worker", "events", "last_test")
@@ -171,7 +187,7 @@ class PhaseReport(_message.Message):
     def __init__(self, when: _Optional[str] = ..., report_json: _Optional[bytes] = ..., t_ns: _Optional[int] = ...) -> None: ...
 
 class SpawnEvent(_message.Message):
-    __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s")
+    __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s", "child_pid")
     T_NS_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     TID_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +203,7 @@ class SpawnEvent(_message.Message):
     ARGV_COMPLETE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_S_FIELD_NUMBER: _ClassVar[int]
+    CHILD_PID_FIELD_NUMBER: _ClassVar[int]
     t_ns: int
     pid: int
     tid: int
@@ -202,7 +219,8 @@ class SpawnEvent(_message.Message):
     argv_complete: bool
     phase: str
     offset_s: float
-    def __init__(self, t_ns: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., ppid: _Optional[int] = ..., syscall: _Optional[str] = ..., abi: _Optional[str] = ..., decision: _Optional[str] = ..., latency_ns: _Optional[int] = ..., path: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., clone_flags: _Optional[int] = ..., argv_complete: _Optional[bool] = ..., phase: _Optional[str] = ..., offset_s: _Optional[float] = ...) -> None: ...
+    child_pid: int
+    def __init__(self, t_ns: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., ppid: _Optional[int] = ..., syscall: _Optional[str] = ..., abi: _Optional[str] = ..., decision: _Optional[str] = ..., latency_ns: _Optional[int] = ..., path: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., clone_flags: _Optional[int] = ..., argv_complete: _Optional[bool] = ..., phase: _Optional[str] = ..., offset_s: _Optional[float] = ..., child_pid: _Optional[int] = ...) -> None: ...
 
 class Intent(_message.Message):
     __slots__ = ("event", "argv", "tid", "offset_s", "site")
@@ -306,28 +324,36 @@ class StatusReply(_message.Message):
     def __init__(self, version: _Optional[str] = ..., backend: _Optional[str] = ..., backend_reason: _Optional[str] = ..., kernel_features: _Optional[_Mapping[str, bool]] = ..., sessions: _Optional[int] = ..., workers: _Optional[int] = ..., pid: _Optional[int] = ..., listen: _Optional[str] = ...) -> None: ...
 
 class WorkerCommand(_message.Message):
-    __slots__ = ("run", "finish", "stop")
+    __slots__ = ("run", "finish", "stop", "release")
     RUN_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
     run: TestItem
     finish: Finish
     stop: Stop
-    def __init__(self, run: _Optional[_Union[TestItem, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., stop: _Optional[_Union[Stop, _Mapping]] = ...) -> None: ...
+    release: Release
+    def __init__(self, run: _Optional[_Union[TestItem, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., stop: _Optional[_Union[Stop, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class WorkerEvent(_message.Message):
-    __slots__ = ("collected", "started", "report", "finished", "batch")
+    __slots__ = ("collected", "started", "report", "finished", "batch", "node_down")
     COLLECTED_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    NODE_DOWN_FIELD_NUMBER: _ClassVar[int]
     collected: Collected
     started: TestStarted
     report: PhaseReport
     finished: TestFinished
     batch: WorkerEvents
-    def __init__(self, collected: _Optional[_Union[Collected, _Mapping]] = ..., started: _Optional[_Union[TestStarted, _Mapping]] = ..., report: _Optional[_Union[PhaseReport, _Mapping]] = ..., finished: _Optional[_Union[TestFinished, _Mapping]] = ..., batch: _Optional[_Union[WorkerEvents, _Mapping]] = ...) -> None: ...
+    node_down: NodeDown
+    def __init__(self, collected: _Optional[_Union[Collected, _Mapping]] = ..., started: _Optional[_Union[TestStarted, _Mapping]] = ..., report: _Optional[_Union[PhaseReport, _Mapping]] = ..., finished: _Optional[_Union[TestFinished, _Mapping]] = ..., batch: _Optional[_Union[WorkerEvents, _Mapping]] = ..., node_down: _Optional[_Union[NodeDown, _Mapping]] = ...) -> None: ...
 
 class WorkerEvents(_message.Message):
     __slots__ = ("events",)

@@ -183,13 +183,16 @@ class WorkerPlugin:
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         by_id = {item.nodeid: item for item in session.items}
         pending: deque = deque()
+        held = None            # sent with hold: the next test, not to start before `release`
         finished = False
         while True:
-            # wait until two are known (the next one is this one's nextitem),
-            # then take everything already sent: a `stop` queued behind items
-            # (-x, --maxfail) drops them before the next test starts
+            # wait until two are known (the next one is this one's nextitem)
+            # and the first is not held, then take everything already sent: a
+            # `stop` queued behind items (-x, --maxfail) drops them before the
+            # next test starts
             while True:
-                block = not finished and len(pending) < 2
+                waiting = bool(pending) and pending[0] is held
+                block = waiting or (not finished and len(pending) < 2)
                 if block:
                     self._flush()          # the daemon must not wait for a result while we wait for it
                 raw = self.chan.recv(block=block)
@@ -199,10 +202,15 @@ class WorkerPlugin:
                 kind = cmd.WhichOneof("kind")
                 if kind == "run":
                     pending.append(by_id[cmd.run.nodeid])
+                    if cmd.run.hold:
+                        held = pending[-1]
+                elif kind == "release":
+                    held = None
                 elif kind == "finish":
                     finished = True
                 else:                      # stop (also after a finish)
                     finished = True
+                    held = None
                     pending.clear()
             if not pending:
                 self._flush()

@@ -1,0 +1,81 @@
+"""The native backend: run a tree with no filter and record its processes.
+
+For trees whose rule allows every spawn (workers of medium, large and xlarge
+tests; `isod trace` without --size small). Trapping a call that will be
+allowed only adds a way for it to fail (an interrupted trap returns EINTR,
+docs/kernel-notes.md), so nothing is trapped: forks and execs run exactly as
+without isod, and the kernel's process events connector reports them, each
+turned into the same ``Event`` a trap would give (decision "allow"). The
+command of an exec is read from /proc right after it (best effort: a program
+that exits within microseconds may leave only its pid).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ..policy import IDLE, Rule
+from .box import Box, EventSink
+from .events import ALLOW, Event, ProcEvent
+from .proc_connector import ProcConnector, open_connector
+from .spawn import LauncherProcess
+
+
+class WatchBackend:
+    """Spawns unfiltered trees; one process-events connector for all of them."""
+
+    name = "native"
+
+    def __init__(self, connector: ProcConnector | None = None) -> None:
+        self.connector = connector if connector is not None else open_connector()
+        self.records = self.connector is not None
+        self.reason = ("no filter; processes recorded from the kernel's process events" if self.records else
+                       "no filter; processes NOT recorded (the process events connector needs CAP_NET_ADMIN)")
+        self._lock = threading.Lock()
+
+    def spawn(self, argv: list[str], *, rule: Rule = IDLE, on_event: EventSink | None = None,
+              on_proc=None, **popen_kwargs) -> Box:
+        """Start argv; returns once the tree is followed (before it can fork).
+        ``on_proc`` also gets the raw fork/exec/exit events."""
+        launch = LauncherProcess(argv, "none", b"", **popen_kwargs)
+        launch.ready()
+        box = Box(launch.popen, rule, on_event)
+        box.launch_rule = None
+        box.rule = rule
+        root = launch.popen.pid
+        if self.connector is not None:
+            # the launcher's own start is not part of the tree's record
+            go_ns = time.monotonic_ns()
+            launched = {"argv": list(argv)}     # the root's first exec: we know what it runs
+
+            def sink(ev: ProcEvent) -> None:
+                if ev.t_ns < go_ns:
+                    return
+                if ev.kind == "exec" and ev.pid == root and launched:
+                    if not ev.argv:
+                        ev.argv, ev.argv_complete = launched["argv"], True
+                    launched.clear()
+                _record(box, ev, on_proc)
+
+            self.connector.follow(root, sink)
+            box.flush = self.connector.sync
+            box.on_release = lambda: self.connector.unfollow(root)
+        launch.go()
+        box.released.set()       # no supervisor holds anything of this tree
+        return box
+
+    def close(self) -> None:
+        if self.connector is not None:
+            self.connector.close()
+
+
+def _record(box: Box, ev: ProcEvent, on_proc) -> None:
+    """A process event of the tree as the Event a trap would have given."""
+    if on_proc is not None:
+        on_proc(ev)
+    if ev.kind == "fork":
+        box.record(Event(ev.t_ns, ev.ppid, ev.ppid, 0, "fork", "", ALLOW, 0, child=ev.pid))
+    elif ev.kind == "exec":
+        box.record(Event(ev.t_ns, ev.pid, ev.pid, ev.ppid, "execve", "", ALLOW, 0, ev.path, ev.argv,
+                         ev.cwd, 0, ev.argv_complete))
