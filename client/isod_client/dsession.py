@@ -283,7 +283,7 @@ class Controller:
         if late:
             # allowed (design §1: no test running), but a small test may have put
             # it there (atexit, a finalizer): shown, never silent
-            terminalreporter.section("isod: processes created while no test ran (no size applied)",
+            terminalreporter.section("isod: processes created while no test ran (denied in small workers)",
                                      sep="-", yellow=True)
             for line in late[:20]:
                 terminalreporter.write_line(f"    {line}")

@@ -162,7 +162,7 @@ def test_basetemp_is_per_worker(tmp_path, daemon):
     i = run_pytest(tmp_path, {"pytest.ini": INI, **files}, "-q", f"--basetemp={bt}", "--isod-workers=2",
                    target=daemon.target)
     assert i.rc == 0, i.out
-    assert sorted(os.listdir(bt)) == ["w1", "w2"] or sorted(os.listdir(bt)) == ["w1"], os.listdir(bt)
+    assert sorted(os.listdir(bt)) in (["gw0", "gw1"], ["gw0"]), os.listdir(bt)
 
 
 def test_client_only_options_in_addopts_stay_in_the_client(tmp_path, daemon):
@@ -186,18 +186,27 @@ def test_client_only_options_in_addopts_stay_in_the_client(tmp_path, daemon):
 
 
 def test_a_spawn_after_the_last_test_is_shown(tmp_path, daemon):
+    """After collection a small worker stays under the small rule, at session
+    teardown too: a small test's atexit spawn is denied (it cannot run under
+    another test's rule) and listed; a medium test's runs and is listed."""
     files = {"test_a.py": '''
         import atexit, subprocess, pytest
         @pytest.mark.small
         def test_registers_a_spawn_for_later():
             atexit.register(lambda: subprocess.run(["true", "LATER"]))
+        @pytest.mark.medium
+        def test_medium_registers_one_too():
+            atexit.register(lambda: subprocess.run(["true", "MEDIUM-LATER"]))
         '''}
     i = run_pytest(tmp_path, {"pytest.ini": INI, **files}, "-q", "--isod-workers=1", target=daemon.target)
     assert "isod: processes created while no test ran" in i.out, i.out
-    assert "after its last test (test_a.py::test_registers_a_spawn_for_later): execve: true LATER [allow]" in i.out
-    (outside,) = i.report["outside_tests"]
-    assert any(c["argv"] == ["true", "LATER"] and c["phase"] == "after the last test" for c in outside["commands"])
-    assert any(c["phase"] == "collection" for c in outside["commands"])   # the worker's own launch
+    assert "after its last test (test_a.py::test_registers_a_spawn_for_later): vfork by pid" in i.out, i.out
+    assert "[deny]" in i.out
+    assert "after its last test (test_a.py::test_medium_registers_one_too): execve: true MEDIUM-LATER [allow]" in i.out
+    commands = [c for o in i.report["outside_tests"] for c in o["commands"]]
+    assert any(c["argv"] == ["true", "MEDIUM-LATER"] and c["phase"] == "after the last test" for c in commands)
+    assert any(c["decision"] == "deny" and c["phase"] == "after the last test" for c in commands)
+    assert any(c["phase"] == "collection" for c in commands)   # the workers' own launch
 
 
 def test_size_markers_pass_strict_markers_and_warnings_as_errors(tmp_path, daemon):

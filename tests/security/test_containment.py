@@ -70,8 +70,9 @@ def test_attach_to_the_daemon():
 
 @pytest.mark.small
 def test_io_uring_setup():
+    # ENOSYS from the filter itself: event loops fall back to plain syscalls
     params = ctypes.create_string_buffer(120)
-    assert libc.syscall(425, 4, params) == -1 and ctypes.get_errno() == 1
+    assert libc.syscall(425, 4, params) == -1 and ctypes.get_errno() == 38
 
 @pytest.mark.medium
 def test_medium_may_use_io_uring():
@@ -85,19 +86,18 @@ def test_medium_may_use_io_uring():
 def test_small_tests_cannot_ptrace_or_use_io_uring_and_are_reported(tmp_path, serve):
     r = run_pytest(tmp_path, {"test_p.py": PTRACE}, "-q", target=serve.target)
     assert r.report is not None, r.out
-    for name in ("test_traceme", "test_attach_to_the_daemon", "test_io_uring_setup"):
+    for name in ("test_traceme", "test_attach_to_the_daemon"):
         t = r.test(name)
         assert t["outcome"] == "failed", (name, r.out[-3000:])
         denied = [c for c in t["commands"] if c["decision"] == "deny"]
-        syscall = "io_uring_setup" if "io_uring" in name else "ptrace"
-        assert [c["syscall"] for c in denied] == [syscall], t["commands"]
+        assert [c["syscall"] for c in denied] == ["ptrace"], t["commands"]
         block = r.failure_block(name)
-        assert f"Attempted {syscall}" in block, block
-        # the assertion inside passed: the call failed with EPERM; the failure is isod's verdict
-        assert "assert" not in block.split("Enforced in the kernel")[1].split("\n", 3)[-1][:200] or True
+        assert "Attempted ptrace" in block, block
+    # a ring cannot create a process: ENOSYS, no violation, nothing recorded
+    ring = r.test("test_io_uring_setup")
+    assert ring["outcome"] == "passed" and ring["commands"] == [], (ring, r.out[-3000:])
     med = r.test("test_medium_may_use_io_uring")
-    assert med["outcome"] == "passed", r.out
-    assert [c["decision"] for c in med["commands"]] == ["allow"]
+    assert med["outcome"] == "passed", r.out        # natively: medium workers have no filter
 
 
 MEMORY = '''
@@ -212,19 +212,20 @@ def test_a_forged_finished_is_refused_and_fails_the_forger(tmp_path, serve):
     assert "protocol violation" in serve.log_text()
 
 
-def test_a_full_forgery_is_detected_when_the_real_messages_arrive(tmp_path, serve):
+def test_a_full_forgery_fails_the_run(tmp_path, serve):
+    """Forged reports and `finished` are taken for real, but the forged
+    `started` names a test this worker was never sent: the run fails."""
     r = run_pytest(tmp_path, {"test_forge.py": FORGE}, "-q", "--isod-workers=1", target=serve.target,
                    env={"FORGE_REPORTS": "1"})
-    assert r.rc == 1, r.out
+    assert r.rc != 0, r.out
     assert "test code wrote on the isod worker channel" in r.out, r.out
-    assert "`finished test_forge.py::test_forges_its_way_out` for a test not running" in r.out, r.out
+    assert "`started test_forge.py::test_medium_next` out of order" in r.out, r.out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "documented non-guarantee (docs/threat-model.md N2): a test that forges its own reports, `finished` and "
-    "the next test's `started` on its worker's channel spawns under that test's rule; isod only detects it "
-    "afterwards. Preventing it needs the boundaries to come from a process the test does not run in"))
 def test_a_small_test_cannot_forge_its_way_to_a_medium_rule(tmp_path, serve):
-    run_pytest(tmp_path, {"test_forge.py": FORGE}, "-q", "--isod-workers=1", target=serve.target,
-               env={"FORGE_REPORTS": "1"})
+    """A small worker's rule never changes after collection, and medium tests
+    run in other workers: forged boundaries move no rule (threat model N2)."""
+    r = run_pytest(tmp_path, {"test_forge.py": FORGE}, "-q", "--isod-workers=1", target=serve.target,
+                   env={"FORGE_REPORTS": "1"})
     assert not (tmp_path / "ESCAPED").exists()
+    assert r.rc != 0, r.out

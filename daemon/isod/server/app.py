@@ -6,6 +6,8 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -17,7 +19,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .. import EMBEDDED_DIR_PREFIX
-from ..sandbox import open_backend
+from ..policy import Size
+from ..sandbox import SandboxError, open_backend
 from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
@@ -30,6 +33,13 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Isod"].full_name
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 MAX_MESSAGE = 256 << 20
+MAX_WORKERS = 256          # what a session may ask for (service.py)
+SUN_PATH_MAX = 107         # bytes of a Unix socket path (sockaddr_un.sun_path, less the NUL)
+
+
+class UsageError(Exception):
+    """An `isod serve` option that cannot work: the command line prints it on
+    one line and exits with status 2, before the daemon has done anything."""
 
 
 def log(msg: str) -> None:
@@ -41,15 +51,88 @@ def default_listen() -> str:
     """A Unix socket in a 0700 directory of this user's."""
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     d = os.path.join(base, f"isod-{os.getuid()}")
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    st = os.stat(d)
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.stat(d)
+    except OSError as e:
+        raise UsageError(f"cannot make the default socket directory {d}: {e.strerror} (give an address)") from None
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise SystemExit(f"isod serve: {d} must be owned by uid {os.getuid()} with mode 0700")
+        raise UsageError(f"{d} must be owned by uid {os.getuid()} with mode 0700")
     return "unix://" + os.path.join(d, "isod.sock")
 
 
 def unix_path(listen: str) -> str | None:
     return listen[len("unix://"):] if listen.startswith("unix://") else None
+
+
+def address_problem(address: str) -> str | None:
+    """What is wrong with the form of a daemon address, or None: the forms
+    isod takes are unix:///ABS/PATH and HOST:PORT (IPv6 as [ADDR]:PORT)."""
+    path = unix_path(address)
+    if path is not None:
+        if not path.startswith("/"):
+            return f"unix socket path must be absolute: {address!r} (unix:///ABS/PATH)"
+        if len(os.fsencode(path)) > SUN_PATH_MAX:
+            return f"unix socket path is longer than {SUN_PATH_MAX} bytes: {address!r}"
+        return None
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or "/" in address or not port.isdigit() or int(port) > 65535:
+        return f"bad address {address!r}: expected unix:///ABS/PATH or HOST:PORT (port 0-65535)"
+    return None
+
+
+def check_listen(listen: str) -> str | None:
+    """The socket path of a listen address (None: TCP), or UsageError when
+    the daemon could not listen there. An existing socket is replaced only if
+    nothing answers on it; any other file at the path is left alone."""
+    if problem := address_problem(listen):
+        raise UsageError(f"--listen: {problem}")
+    path = unix_path(listen)
+    if path is None:
+        _check_tcp(listen)
+        return None
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--listen {listen}: {parent} is not a directory (make it first, mode 0700)")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise UsageError(f"--listen {listen}: {e.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise UsageError(f"--listen {listen}: {path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(path)
+        except OSError:
+            pass                    # a stale socket of a daemon that died: replaced below
+        else:
+            raise UsageError(f"--listen {listen}: something is already serving there (another isod serve?)")
+    return path
+
+
+def _check_tcp(listen: str) -> None:
+    """UsageError unless HOST resolves and PORT can be bound on at least one
+    of its addresses (as gRPC needs), said in one line before gRPC tries and
+    logs its own."""
+    host, _, port = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        addresses = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(f"--listen {listen}: cannot resolve {host}: {e.strerror}") from None
+    error = ""
+    for family, kind, proto, _, sockaddr in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+                return
+            except OSError as e:
+                error = error or e.strerror
+    raise UsageError(f"--listen {listen}: cannot listen there: {error}")
 
 
 def kernel_features() -> dict[str, bool]:
@@ -73,6 +156,9 @@ def kernel_features() -> dict[str, bool]:
 def serve(listen: str | None, workers: int | None, backend_name: str, token_file: str | None,
           exit_with_parent: int | None = None, grace: float = 10.0,
           tls_cert: str | None = None, tls_key: str | None = None, limits: str = "") -> int:
+    """Serve until SIGTERM/SIGINT; UsageError (nothing started) for an option that cannot work."""
+    if exit_with_parent is not None and exit_with_parent <= 0:
+        raise UsageError(f"--exit-with-parent: {exit_with_parent} is not a process id")
     if exit_with_parent:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -81,28 +167,45 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     # a same-uid test must not ptrace the daemon or read its memory
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers: {workers} is not between 1 and {MAX_WORKERS}")
+    if not grace >= 0 or grace == float("inf"):     # NaN fails the first test
+        raise UsageError(f"--grace: {grace:g} is not a number of seconds >= 0")
     listen = listen or default_listen()
-    path = unix_path(listen)
-    token = read_token(token_file) if token_file else None
-    tls = tls_credentials(tls_cert, tls_key)
+    path = check_listen(listen)
+    try:
+        token = read_token(token_file) if token_file else None
+        tls = tls_credentials(tls_cert, tls_key)
+    except SystemExit as e:       # auth.py's refusals, one line each naming the option
+        raise UsageError(str(e.code).removeprefix("isod serve: ")) from None
     if path is None and token is None:
-        raise SystemExit("isod serve: listening on TCP needs --token-file (anyone could run commands otherwise)")
-    if path is not None:
-        if not os.path.isabs(path):
-            raise SystemExit(f"isod serve: unix socket path must be absolute: {listen}")
-        parent = os.path.dirname(path)
-        if os.stat(parent).st_mode & 0o077:
-            log(f"warning: {parent} is accessible to other users; prefer a 0700 directory")
-        if os.path.exists(path):
-            os.unlink(path)
-
+        raise UsageError("listening on TCP needs --token-file (anyone could run commands otherwise)")
     try:
         limits_config = LimitsConfig.parse(limits)
     except ValueError as e:
-        raise SystemExit(f"isod serve: --limits: {e}") from None
+        raise UsageError(f"--limits: {e}") from None
+    except OverflowError:
+        raise UsageError(f"--limits {limits}: an amount is not finite") from None
+    if unknown := sorted(set(limits_config.sizes) - {s.value for s in Size}):
+        raise UsageError(f"--limits: unknown test size {unknown[0]!r} "
+                         f"(known sizes: {', '.join(s.value for s in Size)})")
+    if path is not None:
+        parent = os.path.dirname(path)
+        if os.stat(parent).st_mode & 0o077:
+            log(f"warning: {parent} is accessible to other users; prefer a 0700 directory")
+        try:
+            os.unlink(path)       # check_listen found nothing serving there
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise UsageError(f"--listen {listen}: cannot remove the stale socket: {e.strerror}") from None
+
     for pid, cmd in remove_stale_cgroups():
         log(f"killed {pid} ({cmd}), left in the cgroup of a daemon that died")
-    backend = open_backend(backend_name)
+    try:
+        backend = open_backend(backend_name)
+    except SandboxError as e:
+        raise UsageError(f"--backend {backend_name}: {e}") from None
     native = WatchBackend()
     nworkers = workers or default_workers()
     service = IsodService(backend, log, nworkers, listen, kernel_features(), limits_config, native=native)
@@ -124,9 +227,9 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     try:
         port = server.add_secure_port(listen, tls) if tls else server.add_insecure_port(listen)
     except RuntimeError as e:
-        raise SystemExit(f"isod serve: cannot listen on {listen}: {e}") from None
+        raise UsageError(f"--listen: cannot listen on {listen}: {e}") from None
     if path is None and port == 0:
-        raise SystemExit(f"isod serve: cannot listen on {listen}")
+        raise UsageError(f"--listen: cannot listen on {listen}")
     if path is None:
         listen = service.listen = f"{listen.rsplit(':', 1)[0]}:{port}"   # HOST:0 picks a free port: say which
     server.start()

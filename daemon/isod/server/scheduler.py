@@ -41,6 +41,7 @@ class WorkerView(Protocol):
     assigned: deque          # items sent and not finished, the running one first
     held: object | None      # ordered mode: the item sent with hold=True
     ready: bool              # collected, not finished, not dead
+    retiring: bool           # told to finish early: holds its slot until it exits, serves no class
 
 
 @dataclass
@@ -99,9 +100,11 @@ class Scheduler:
         free = self.slots - len(workers)
         if free <= 0:
             return []
-        have = _count(w.cls for w in workers)
+        have = _count(w.cls for w in workers if not w.retiring)
         if not self.loaded:
             want = [c for c in dict.fromkeys(hint or [SMALL_CLASS]) if c in CLASSES]
+            if self.ordered:
+                return [c for c in want if not have.get(c)][:free]
             return _share(free, {c: 1 for c in want}, have, self.slots)
         counts = {c: self.pending(c) for c in CLASSES}
         if self.ordered:
@@ -132,7 +135,7 @@ class Scheduler:
                 out.append(w)
         if self.ordered or len(workers) - len(out) < self.slots:
             return out
-        have = _count(w.cls for w in workers if w not in out)
+        have = _count(w.cls for w in workers if w not in out and not w.retiring)
         starved = [c for c in CLASSES if self.pending(c) and not have.get(c)]
         for c in starved:
             # the idlest worker of the class with the most workers

@@ -85,6 +85,7 @@ class Session:
             self.free_ids.insert(0, name)
             raise
         w.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
+        w.on_forgery = lambda _w, why: self._fail(why)
         self.workers[name] = w
 
     def run(self, msg: pb.RunTests) -> None:
@@ -130,6 +131,7 @@ class Session:
             return
         for w in self.sched.to_retire(list(self.workers.values())):
             w.ready = False
+            w.retiring = True
             w.send_finish()
         self._start_workers()
         self._dispatch_all()

@@ -64,8 +64,12 @@ class WorkerHandle:
         self.name = name
         self.cls = cls
         self.on_node_down = on_node_down
+        self.on_forgery: Callable[[WorkerHandle, str], None] | None = None
+        self.deferred: tuple[pb.TestResult, int] | None = None   # a result waiting for the batch's end
+        self._batching = False
         self.node_down_sent = False
         self.ready = False          # collected as the client did; takes tests until finished
+        self.retiring = False       # finished early by the scheduler (started on a wrong guess)
         self.held: pb.TestItem | None = None   # sent with hold=True, not released yet
         self.on_collected, self.on_result, self.on_output, self.on_exit = on_collected, on_result, on_output, on_exit
         self.on_outside = on_outside
@@ -230,13 +234,23 @@ class WorkerHandle:
     def _handle(self, msg: pb.WorkerEvent) -> None:
         kind = msg.WhichOneof("kind")
         if kind == "batch":
+            # a test's `finished` with the next one's `started`: its result
+            # waits for the started, so that what a small test left behind
+            # (a thread's fork that reached the supervisor after its teardown)
+            # is charged to it, not listed as "between tests"
+            self.deferred = None
+            self._batching = True
             for inner in msg.batch.events:
                 if self.abort_reason is not None:
-                    return
+                    break
                 if inner.WhichOneof("kind") == "batch":
                     self._protocol_violation("a nested batch")
-                    return
+                    break
                 self._handle(inner)
+            self._batching = False
+            done, self.deferred = self.deferred, None
+            if done is not None:
+                self.on_result(self, done[0])
         elif kind == "started":
             # the worker runs its items in order, one at a time: anything else
             # was written by test code on the channel (docs/threat-model.md N2)
@@ -246,6 +260,8 @@ class WorkerHandle:
                 return
             item = self.assigned[0]
             t0_ns = msg.started.t_ns or time.monotonic_ns()
+            if self.deferred is not None and self.cls == policy.SMALL_CLASS:
+                self._charge_leftovers(*self.deferred, t0_ns - 1)
             self._cut_outside("between tests" if self.last_test else "collection", until_ns=t0_ns - 1)
             size = SIZE_FROM_PB.get(item.size)
             self.running = Running(item=item, t0=t0_ns / 1e9, t0_ns=t0_ns)
@@ -282,7 +298,10 @@ class WorkerHandle:
                 res.interruption.kind = pb.Interruption.SESSION_EXIT
                 res.interruption.message = msg.finished.exit.reason
                 res.interruption.session_exit.CopyFrom(msg.finished.exit)
-            self.on_result(self, res)
+            if self._batching and not ended:
+                self.deferred = (res, run.t0_ns)
+            else:
+                self.on_result(self, res)
         elif kind == "collected":
             self.collected = True
             if self.cls == policy.SMALL_CLASS and self.enforcing:
@@ -296,14 +315,25 @@ class WorkerHandle:
                 self.on_node_down(self, pb.NodeDown(worker=self.name,
                                                     workeroutput_json=msg.node_down.workeroutput_json))
 
+    def _charge_leftovers(self, res: pb.TestResult, t0_ns: int, until_ns: int) -> None:
+        """Calls recorded after the test's teardown ended and before the next
+        test started: in a small worker, what the test left running made them."""
+        self.box.settle()
+        for ev in self.box.take_events(until_ns):
+            res.events.append(event_to_pb(ev, "teardown", (ev.t_ns - t0_ns) / 1e9))
+
     def _protocol_violation(self, what: str) -> None:
         """Messages no real worker sends: a test forged them. It may already
         have spawned under a wrong rule; make that loud: kill the worker, and
         the test it is in fails saying why."""
         if self.abort_reason is None:
             self.on_log(f"worker {self.name}: protocol violation ({what}); killing it")
-        self._abort(f"test code wrote on the isod worker channel ({what}): "
-                    "the size rule may have been dodged; isod killed the worker")
+        why = (f"test code wrote on the isod worker channel ({what}); isod killed the worker"
+               + ("" if self.cls == policy.SMALL_CLASS else ": the reports of its tests cannot be trusted"))
+        if self.running is None and self.abort_reason is None and self.on_forgery is not None:
+            # no test to fail (a forged `finished` was taken for real): the run fails instead
+            self.on_forgery(self, f"worker {self.name} (last test {self.last_test or 'none'}): {why}")
+        self._abort(why)
 
     def _abort(self, why: str) -> None:
         """Kill the worker; the test it is in fails with `why`."""
