@@ -137,7 +137,7 @@ def _trace(args, parser: argparse.ArgumentParser) -> int:
     if not cmd:
         parser.error("no command given (usage: isod trace [--size SIZE] -- CMD [ARGS...])")
     try:
-        out = open(args.output, "w") if args.output else sys.stderr   # noqa: SIM115 (closed below)
+        out = open(args.output, "w") if args.output else sys.stderr
     except OSError as e:
         parser.error(f"-o {args.output}: {e.strerror}")
     try:

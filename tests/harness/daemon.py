@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,11 +34,14 @@ class Daemon:
             time.sleep(0.02)
 
     def log_text(self) -> str:
+        if self.log.closed:             # stopped: its directory is gone, the text was kept
+            return self._final_log
         self.log.flush()
         with open(self.log.name, "rb") as f:
             return f.read().decode(errors="replace")
 
     def stop(self) -> None:
+        """Stop the daemon and remove its directory (socket and log)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -45,7 +49,10 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self._final_log = self.log_text()
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from reliability.isod_rpc import Serve
 
@@ -11,3 +13,4 @@ def serve():
     d = Serve(workers=1)
     yield d
     d.stop()
+    shutil.rmtree(d.dir, ignore_errors=True)    # its socket directory and log
