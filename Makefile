@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # one of them fails the build with TC003. The rest need real sandboxes of
 # their own (isod cannot nest inside its own user-notif filter) and run under
 # plain pytest. xlarge tests (a 50 s third-party suite) run in `test-all` only.
-test: install
+test: lint
 	$(PY) -m pytest -q -m "not small and not xlarge" $(PYTEST_ARGS)
 	$(PY) -m pytest -q -p isod_client -m small $(PYTEST_ARGS)
 

@@ -24,7 +24,7 @@ def draw(path: Path, suites: list[tuple[str, list[tuple[str, float | None, float
         y = range(len(labels))
         ax.barh(y, med, color=colors, height=0.6, label="median")
         ax.scatter(mins, y, color="black", marker="|", s=120, zorder=3, label="min")
-        for yi, (m, lab) in enumerate(zip(med, labels)):
+        for yi, m in enumerate(med):
             ax.text(m + 0.03, yi, f"{m:.2f}x" if m else "n/a", va="center", fontsize=8)
         ax.set_yticks(list(y), labels, fontsize=8)
         ax.axvline(1.0, color="red", lw=0.8, ls="--")

@@ -47,7 +47,8 @@ def measure(n: int = 2000) -> list[tuple[str, float]]:
         setup = pb.WorkerEvent(report=phases[0])
         done = pb.WorkerEvent(finished=pb.TestFinished(nodeid=reports[0].nodeid, reports=phases[1:]))
         started = pb.WorkerEvent(started=pb.TestStarted(nodeid=reports[0].nodeid, t_ns=1))
-        return [setup.SerializeToString(), pb.WorkerEvent(batch=pb.WorkerEvents(events=[done, started])).SerializeToString()]
+        pair = pb.WorkerEvent(batch=pb.WorkerEvents(events=[done, started]))
+        return [setup.SerializeToString(), pair.SerializeToString()]
 
     raw = events()
 

@@ -501,7 +501,8 @@ def goal_rows(results: dict, trace: dict | None) -> list[tuple[str, str, bool | 
             continue
         w1, w2 = _row(rows, "isod-w1"), _row(rows, "isod-w2")
         sp = ratio(w1.median if w1 else None, w2.median if w2 else None)
-        label = f"(b) isod 2 workers ≥ {GOAL_SPEEDUP}× faster than 1 worker (suite {skey}{', the goal' if skey == 'b' else ', for reference'})"
+        which = ", the goal" if skey == "b" else ", for reference"
+        label = f"(b) isod 2 workers ≥ {GOAL_SPEEDUP}× faster than 1 worker (suite {skey}{which})"
         out.append((label, (f"{fmt(sp, '.2f', '×')} (1 worker {fmt(w1.median if w1 else None)} s, "
                            f"2 workers {fmt(w2.median if w2 else None)} s)"),
                     None if sp is None or skey != "b" else sp >= GOAL_SPEEDUP))

@@ -34,7 +34,7 @@ try:
 except ImportError:   # not installed: use the source tree, for the children too
     sys.path.insert(0, str(REPO / "daemon"))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "daemon"), os.environ.get("PYTHONPATH")]))
-from isod.sandbox.backends import BACKENDS
+from isod.sandbox.backends import BACKENDS  # noqa: E402 (after the path fix above)
 
 LOOP = "for i in $(seq 500); do /bin/true; done"
 MISSING = "/nonexistent-isod-bench/prog"

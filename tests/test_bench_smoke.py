@@ -16,7 +16,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "trace_bench.py"
 
 @pytest.mark.large
 def test_trace_bench_quick_prints_the_tables():
-    p = subprocess.run([sys.executable, str(BENCH), "--quick", "--timeout", "30"], capture_output=True, text=True, timeout=240,
+    p = subprocess.run([sys.executable, str(BENCH), "--quick", "--timeout", "30"], capture_output=True, text=True,
+                       timeout=240,
                        check=False)
     assert p.returncode == 0, p.stdout + p.stderr     # 1: a variant failed or hung (its row says why)
     lines = p.stdout.splitlines()

@@ -128,9 +128,11 @@ def test_json_lines_have_stable_fields(tmp_path, backend_name):
         assert isinstance(o["argv"], list) and all(isinstance(a, str) for a in o["argv"])
         assert o["abi"] == "x86_64" and o["decision"] in ("allow", "deny", "enosys")
     launch, denied = traps
-    assert (launch["syscall"], launch["decision"], launch["argv"]) == ("execve", "allow", ["sh", "-c", "echo hi; exec /bin/true"])
+    assert (launch["syscall"], launch["decision"], launch["argv"]) == \
+        ("execve", "allow", ["sh", "-c", "echo hi; exec /bin/true"])
     assert launch["path"].endswith("/sh") and launch["cwd"] == os.getcwd()
-    assert (denied["syscall"], denied["decision"], denied["path"], denied["argv"]) == ("execve", "deny", "/bin/true", ["/bin/true"])
+    assert (denied["syscall"], denied["decision"], denied["path"], denied["argv"]) == \
+        ("execve", "deny", "/bin/true", ["/bin/true"])
     assert denied["pid"] == launch["pid"]
     assert objs[-1]["type"] == "summary"
     assert objs[-1]["exit_status"] == 126 and objs[-1]["denied"] == 1 and objs[-1]["execs"] == 1

@@ -55,4 +55,5 @@ def _command(e: pb.SpawnEvent) -> dict:
         "decision": e.decision, "pid": e.pid, "tid": e.tid, "ppid": e.ppid, "path": e.path,
         "argv": list(e.argv), "cwd": e.cwd, "clone_flags": e.clone_flags,
         "latency_ns": e.latency_ns, "argv_complete": e.argv_complete,
+        **({"child_pid": e.child_pid} if e.child_pid else {}),
     }

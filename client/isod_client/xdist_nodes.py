@@ -100,7 +100,8 @@ class Nodes:
         try:
             hook(**kwargs)
         except Exception as e:  # noqa: BLE001 (reported: xdist would have stopped the run)
-            _say(self.config, f"isod: {name} of {kwargs['node'].gateway.id} failed in a plugin: {type(e).__name__}: {e}")
+            node = kwargs["node"].gateway.id
+            _say(self.config, f"isod: {name} of {node} failed in a plugin: {type(e).__name__}: {e}")
 
 
 def nodes(config: pytest.Config) -> Nodes:

@@ -125,7 +125,8 @@ def test_collection_mismatch_fails_the_session_naming_ids(tmp_path, daemon):
 
 
 def test_a_broken_conftest_in_workers_is_reported(tmp_path, daemon):
-    files = {"conftest.py": "import os\nif os.environ.get('ISOD_WORKER_FD'):\n    raise RuntimeError('boom in worker')\n",
+    files = {"conftest.py":
+             "import os\nif os.environ.get('ISOD_WORKER_FD'):\n    raise RuntimeError('boom in worker')\n",
              "test_x.py": "def test_x(): pass\n"}
     r = run_pytest(tmp_path, files, "-q", target=daemon.target)
     assert r.rc != 0

@@ -52,7 +52,8 @@ def test_small_subprocess_raises_permission_error(backend):
 
 
 def test_execv_in_sandboxed_process_itself_is_denied(backend):
-    r = run_py(backend, "import os\ntry: os.execv('/bin/echo', ['echo', 'replaced'])\nexcept OSError as e: print('kept', e.errno)", SMALL)
+    r = run_py(backend, "import os\ntry: os.execv('/bin/echo', ['echo', 'replaced'])\n"
+                        "except OSError as e: print('kept', e.errno)", SMALL)
     assert "kept 1" in r.out and "replaced" not in r.out
     (ev,) = [e for e in r.denied() if e.syscall == "execve"]
     assert ev.path == "/bin/echo" and ev.argv == ["echo", "replaced"]

@@ -228,7 +228,8 @@ def test_a_nested_user_notif_listener_is_refused(ptrace):
     code = ("from isod.sandbox import kernel\n"
             "kernel.set_no_new_privs()\n"
             "try:\n"
-            f"    kernel.install_filter(bytes.fromhex('{bpf.program().hex()}'), kernel.SECCOMP_FILTER_FLAG_NEW_LISTENER)\n"
+            f"    kernel.install_filter(bytes.fromhex('{bpf.program().hex()}'),\n"
+            "                          kernel.SECCOMP_FILTER_FLAG_NEW_LISTENER)\n"
             "except OSError as e:\n"
             "    print('refused', e.errno)\n")
     r = run_py(ptrace, code, SMALL)
@@ -429,7 +430,8 @@ def test_isod_trace_nested_in_isod_trace(tmp_path):
 def test_isod_nested_in_a_small_sandbox_fails_clearly():
     """Under --size small the inner isod cannot even start its launcher."""
     isod = [sys.executable, "-m", "isod", "trace", "-o", os.devnull]
-    p = subprocess.run([*isod, "--backend", "ptrace", "--size", "small", "--", *isod, "--backend", "auto", "--", "true"],
+    outer = [*isod, "--backend", "ptrace", "--size", "small", "--"]
+    p = subprocess.run([*outer, *isod, "--backend", "auto", "--", "true"],
                        capture_output=True, text=True, env=PY_ENV, timeout=60, check=False)
     assert p.returncode == 125, p.stderr
     assert "cannot start the sandbox launcher: Operation not permitted" in p.stderr

@@ -42,7 +42,8 @@ def token_file(directory, text: str | None = None, mode: int = 0o600) -> str:
 
 def serve_fails(*args: str) -> str:
     """`isod serve ARGS` must refuse to start; its message."""
-    r = subprocess.run([sys.executable, "-m", "isod", "serve", *args], check=False, capture_output=True, text=True, timeout=30)
+    r = subprocess.run([sys.executable, "-m", "isod", "serve", *args], check=False, capture_output=True,
+                       text=True, timeout=30)
     assert r.returncode != 0, r.stderr
     return r.stderr
 
@@ -59,8 +60,9 @@ def test_insecure_configurations_are_refused_at_startup(tmp_path):
                                                                 "--tls-cert", tok)
     (tmp_path / "notpem").write_text("hello")
     os.chmod(tmp_path / "notpem", 0o600)
+    notpem = str(tmp_path / "notpem")
     assert "is not a PEM file" in serve_fails("--listen", "127.0.0.1:0", "--token-file", tok,
-                                              "--tls-cert", str(tmp_path / "notpem"), "--tls-key", str(tmp_path / "notpem"))
+                                              "--tls-cert", notpem, "--tls-key", notpem)
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,8 @@ from isod.v1 import isod_pb2 as pb, isod_pb2_grpc as pb_grpc
 @pytest.mark.small
 def test_asks_the_daemon_to_spawn():
     path = os.environ["VICTIM_SOCKET"]
-    listed = ["/" + line.split()[-1].lstrip("/") for line in open("/proc/net/unix") if line.rstrip().endswith("isod.sock")]
+    with open("/proc/net/unix") as f:
+        listed = ["/" + line.split()[-1].lstrip("/") for line in f if line.rstrip().endswith("isod.sock")]
     assert path in listed                       # found without being told, too
     inner = os.path.join(os.getcwd(), "inner")
     os.makedirs(inner, exist_ok=True)

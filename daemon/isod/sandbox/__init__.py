@@ -17,7 +17,7 @@ _LAZY = {
     "Box": ".box", "SandboxError": ".box", "Event": ".events", "ProcEvent": ".events",
     "open_backend": ".backends",
 }
-__all__ = sorted(_LAZY)
+__all__ = ["Box", "Event", "ProcEvent", "SandboxError", "open_backend"]  # noqa: F822 (lazy)
 
 
 def __getattr__(name: str):

@@ -17,8 +17,8 @@ _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(isod.__file__)))
 # -E -s -S: the target's PYTHON* variables and site-packages stay out of the
 # launcher; it imports only isod.sandbox.launcher and the stdlib.
 _BOOT = (
-    "import sys; sys.path.insert(0, %r); "
-    "from isod.sandbox.launcher import main; sys.exit(main(sys.argv[1:]))" % _PKG_PARENT
+    f"import sys; sys.path.insert(0, {_PKG_PARENT!r}); "
+    "from isod.sandbox.launcher import main; sys.exit(main(sys.argv[1:]))"
 )
 SETUP_TIMEOUT = 30.0
 

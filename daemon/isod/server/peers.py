@@ -1,8 +1,9 @@
 """Which processes are connected to a Unix socket path, from the kernel's
 sock_diag (what `ss -xp` shows): how the daemon tells that a session comes
-from one of its own small tests (Python gRPC gives no SO_PEERCRED). A server-side socket accepted on a listener carries the
-listener's path; its peer is the client's socket; /proc/PID/fd maps that
-socket's inode to the processes holding it."""
+from one of its own small tests (Python gRPC gives no SO_PEERCRED). A
+server-side socket accepted on a listener carries the listener's path; its
+peer is the client's socket; /proc/PID/fd maps that socket's inode to the
+processes holding it."""
 
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ class Scheduler:
             return out
         have = _count(w.cls for w in workers if w not in out and not w.retiring)
         starved = [c for c in CLASSES if self.pending(c) and not have.get(c)]
-        for c in starved:
+        for _ in starved:
             # the idlest worker of the class with the most workers
             rich = max(have, key=lambda k: have[k])
             if have[rich] <= 1:

@@ -184,7 +184,7 @@ class WorkerHandle:
             if not events and timeout is not None and self._time_left() <= 0:
                 self._timeout()
                 continue
-            for fd, mask in events:
+            for fd, _mask in events:
                 what = fds.get(fd)
                 if what == "chan":
                     if not self._drain():
@@ -292,6 +292,7 @@ class WorkerHandle:
             self._done(run.item)
             if ended:
                 self.exiting = True     # its pytest ends now: nothing more starts on it
+            _name_quick_execs(run.events, msg.finished.intents, run.t0_ns, self.pid)
             res = self._result(run, intents=msg.finished.intents, warnings=self._strays(run),
                                recorded_warnings=msg.finished.warnings)
             if ended:
@@ -488,6 +489,34 @@ class WorkerHandle:
         """Items sent to this worker that it never started (to hand to another)."""
         return list(self.assigned)
 
+
+
+# Python-level spawns whose argv is the program the child execs
+_RUNS_ARGV = ("subprocess.Popen", "os.posix_spawn", "os.spawn", "os.exec")
+
+
+def _name_quick_execs(events, intents, t0_ns: int, worker_pid: int) -> None:
+    """An exec seen by the process events connector whose program exited
+    before /proc could be read has no command: when the worker itself started
+    it, the audit hook's last Python-level spawn before it names it (marked
+    incomplete: the hook saw the intent, not the exec)."""
+    parent_of = {ev.child_pid: ev.pid for ev in events if ev.child_pid}
+    for ev in events:
+        if not ev.ppid and ev.pid in parent_of:
+            ev.ppid = parent_of[ev.pid]      # gone before /proc was read: its fork tells
+    named = sorted(((t0_ns + int(i.offset_s * 1e9), list(i.argv)) for i in intents
+                    if i.event in _RUNS_ARGV and i.argv), key=lambda x: x[0])
+    if not named:
+        return
+    for ev in events:
+        if ev.syscall != "execve" or ev.argv or ev.decision != "allow":
+            continue
+        if parent_of.get(ev.pid, ev.ppid) != worker_pid:
+            continue
+        before = [argv for t, argv in named if t <= ev.t_ns]
+        if before:
+            ev.argv.extend(before[-1])
+            ev.argv_complete = False
 
 
 def _command(pid: int) -> str:
