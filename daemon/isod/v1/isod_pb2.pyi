@@ -44,7 +44,7 @@ class ClientMessage(_message.Message):
     def __init__(self, open: _Optional[_Union[SessionOpen, _Mapping]] = ..., run: _Optional[_Union[RunTests, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., stop: _Optional[_Union[Stop, _Mapping]] = ...) -> None: ...
 
 class SessionOpen(_message.Message):
-    __slots__ = ("python", "cwd", "env", "pytest_args", "workers", "enforcement", "max_worker_restart", "class_hint")
+    __slots__ = ("python", "cwd", "env", "pytest_args", "workers", "enforcement", "max_worker_restart", "class_hint", "launch")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class SessionOpen(_message.Message):
     ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
     MAX_WORKER_RESTART_FIELD_NUMBER: _ClassVar[int]
     CLASS_HINT_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_FIELD_NUMBER: _ClassVar[int]
     python: str
     cwd: str
     env: _containers.ScalarMap[str, str]
@@ -68,7 +69,8 @@ class SessionOpen(_message.Message):
     enforcement: Enforcement
     max_worker_restart: int
     class_hint: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, python: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., pytest_args: _Optional[_Iterable[str]] = ..., workers: _Optional[int] = ..., enforcement: _Optional[_Union[Enforcement, str]] = ..., max_worker_restart: _Optional[int] = ..., class_hint: _Optional[_Iterable[str]] = ...) -> None: ...
+    launch: str
+    def __init__(self, python: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., pytest_args: _Optional[_Iterable[str]] = ..., workers: _Optional[int] = ..., enforcement: _Optional[_Union[Enforcement, str]] = ..., max_worker_restart: _Optional[int] = ..., class_hint: _Optional[_Iterable[str]] = ..., launch: _Optional[str] = ...) -> None: ...
 
 class TestItem(_message.Message):
     __slots__ = ("nodeid", "size", "timeout_s", "hold")
