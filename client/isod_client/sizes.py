@@ -55,6 +55,18 @@ def limits(config: pytest.Config) -> dict[Size, float]:
     return out
 
 
+FIXTURE_TIMEOUT_S = 60.0
+
+
+def fixture_limit(config: pytest.Config) -> float:
+    """Seconds a test's setup or teardown may take (the size's limit times the call)."""
+    raw = config.getini("isod_timeout_fixtures")
+    try:
+        return float(raw) if raw not in (None, "") else FIXTURE_TIMEOUT_S
+    except ValueError:
+        raise pytest.UsageError(f"isod_timeout_fixtures = {raw!r} is not a number of seconds") from None
+
+
 def item_timeout(item: pytest.Item, size: Size, table: dict[Size, float]) -> float:
     """The size's limit, or a tighter one from @pytest.mark.<size>(timeout=...)."""
     limit = table[size]

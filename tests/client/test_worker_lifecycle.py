@@ -117,11 +117,26 @@ def test_common(): pass
 '''
 
 
-def test_collection_mismatch_fails_the_session_naming_ids(tmp_path, daemon):
+def test_a_test_a_worker_lacks_fails_alone_and_the_rest_run(tmp_path, daemon):
     r = run_pytest(tmp_path, {"test_m.py": MISMATCH}, "-q", target=daemon.target)
-    assert r.rc != 0
-    assert "collected differently from the client" in r.out
-    assert "test_m.py::test_only_in_client" in r.out
+    assert r.rc == 1, r.out
+    assert r.test("test_only_in_client")["outcome"] == "error", r.out
+    assert "test_m.py::test_only_in_client was collected by the client but not by isod worker" in r.out
+    assert r.test("test_common")["outcome"] == "passed", r.out
+
+
+NOW_IN_IDS = '''
+import datetime, pytest
+@pytest.mark.parametrize("when", [datetime.datetime.now().isoformat()])
+def test_stamped(when): pass
+def test_plain(): pass
+'''
+
+
+def test_a_parameter_id_made_of_the_time_fails_that_test_only(tmp_path, daemon):
+    r = run_pytest(tmp_path, {"test_now.py": NOW_IN_IDS}, "-q", target=daemon.target)
+    assert "1 passed, 1 error" in r.out, r.out
+    assert r.test("test_plain")["outcome"] == "passed"
 
 
 def test_a_broken_conftest_in_workers_is_reported(tmp_path, daemon):

@@ -82,7 +82,7 @@ def test_each_bad_request_gets_a_precise_status(serve, project):
         ("run twice", [open_msg(cwd), items(ids), items(ids), FINISH], grpc.StatusCode.OK,
          "the client sent its tests twice"),
         ("unknown node id", [open_msg(cwd), items(["test_ok.py::nope"]), FINISH], grpc.StatusCode.OK,
-         "1 test(s) the client collected are missing in the worker:\n  test_ok.py::nope"),
+         "collected none of the client's 1 test(s):\n  test_ok.py::nope"),
         ("pytest rejects the arguments", [open_msg(cwd, "--no-such-option"), items(ids), FINISH],
          grpc.StatusCode.OK, "exited with status 4 before collecting"),
         ("not a python", [with_open(cwd, python="/bin/true"), items(ids), FINISH], grpc.StatusCode.OK,

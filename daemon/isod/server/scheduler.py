@@ -86,6 +86,19 @@ class Scheduler:
         for q in self.queues.values():
             q.clear()
 
+    def remove(self, cls: str, nodeids: set[str]) -> list:
+        """Take out the pending tests of a class with these node ids (a worker
+        of that class did not collect them); returns them."""
+        if self.ordered:
+            out = [i for c, i in self.order if c == cls and i.nodeid in nodeids]
+            self.order = deque((c, i) for c, i in self.order if not (c == cls and i.nodeid in nodeids))
+            return out
+        q = self.queues[cls]
+        out = [i for i in q if i.nodeid in nodeids]
+        if out:
+            self.queues[cls] = deque(i for i in q if i.nodeid not in nodeids)
+        return out
+
     def pending(self, cls: str | None = None) -> int:
         """Tests not yet sent (of one class, or of all)."""
         if self.ordered:

@@ -45,6 +45,9 @@ def validate_open(msg: pb.ClientMessage) -> pb.SessionOpen:
         raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.python {o.python!r} is not an executable file")
     if not o.cwd or not os.path.isdir(o.cwd):
         raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.cwd {o.cwd!r} is not a directory")
+    if o.launch not in ("", "-m") and not (os.path.isabs(o.launch) and os.path.isfile(o.launch)):
+        raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"open.launch must be '-m' or the absolute path of a script, got {o.launch!r}")
     if o.workers > 256:
         raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.workers={o.workers} is more than 256")
     return o

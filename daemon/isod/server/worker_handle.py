@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from .. import channel, policy
+from .. import channel, phase_word, policy
+from ..phase_word import PhaseWord
 from ..sandbox import Box
 from ..v1 import isod_pb2 as pb
 from .convert import SIZE_FROM_PB, event_to_pb
@@ -36,6 +37,9 @@ WORKER_PLUGIN = "isod.worker.plugin"
 MAX_EVENTS = 10_000
 MAX_EVENT_BYTES = 8 << 20
 READ_BATCH_DELAY = 0.0005
+# seconds a test's setup or teardown may take at least (a session fixture that
+# starts a database); the size's limit times the call only
+FIXTURE_LIMIT_S = 60.0
 
 
 @dataclass
@@ -96,8 +100,10 @@ class WorkerHandle:
         self._lock = threading.RLock()
         daemon_end, worker_end = channel.pair()
         self.chan = channel.Channel(daemon_end)
+        self.phase = PhaseWord.create()      # which phase the running test is in (its deadlines)
         env = dict(open_msg.env)
         env["ISOD_WORKER_FD"] = str(worker_end.fileno())
+        env[phase_word.ENV_FD] = str(self.phase.fd)
         # pytest-xdist's conventions: per-worker ports, databases, coverage files
         env["ISOD_WORKER_ID"] = env["PYTEST_XDIST_WORKER"] = name
         env["ISOD_WORKER_COUNT"] = env["PYTEST_XDIST_WORKER_COUNT"] = str(worker_count)
@@ -105,10 +111,13 @@ class WorkerHandle:
         env["ISOD_WORKER_CLASS"] = cls
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("PYTHONBREAKPOINT", "isod.worker.plugin.no_debugger")   # no terminal to debug in
-        argv = [open_msg.python, "-m", "pytest", "-p", WORKER_PLUGIN, *open_msg.pytest_args]
+        # as the client started: `python -m pytest`, or the `pytest` script
+        # (sys.argv[0] and sys.path[0] differ: a flat layout tests another copy)
+        start = ["-m", "pytest"] if open_msg.launch in ("", "-m") else [open_msg.launch]
+        argv = [open_msg.python, *start, "-p", WORKER_PLUGIN, *open_msg.pytest_args]
         try:
             self.box: Box = backend.spawn(
-                argv, cwd=open_msg.cwd or None, env=env, pass_fds=(worker_end.fileno(),),
+                argv, cwd=open_msg.cwd or None, env=env, pass_fds=(worker_end.fileno(), self.phase.fd),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 start_new_session=True,
             )
@@ -391,27 +400,49 @@ class WorkerHandle:
             run.events.append(pe)
 
     # --- time limits and deaths -----------------------------------------
-    def _time_left(self) -> float | None:
+    def _deadline(self) -> tuple[float, str, float, float] | None:
+        """(deadline, phase, its limit, its start) of the running test, in
+        monotonic seconds: the call is timed by the size's limit (as
+        pytest-test-categories times it); setup and teardown (fixtures) by a
+        limit of their own, so a slow session fixture fails no small test."""
         run = self.running
         if run is None or run.item.timeout_s <= 0:
             return None
-        return run.t0 + run.item.timeout_s - time.monotonic()
+        phase, t_ns, _ = self.phase.read()
+        fixtures = max(run.item.fixture_timeout_s or FIXTURE_LIMIT_S, run.item.timeout_s)
+        if t_ns < run.t0_ns or phase not in (phase_word.CALL, phase_word.TEARDOWN):
+            return run.t0 + fixtures, "setup", fixtures, run.t0
+        limit = run.item.timeout_s if phase == phase_word.CALL else fixtures
+        return t_ns / 1e9 + limit, phase_word.NAMES[phase], limit, t_ns / 1e9
+
+    def _time_left(self) -> float | None:
+        d = self._deadline()
+        return None if d is None else d[0] - time.monotonic()
 
     def _timeout(self) -> None:
         with self._lock:
+            d = self._deadline()
             run = self.running
-            if run is None:
+            if run is None or d is None or d[0] > time.monotonic():
                 return
-            elapsed = time.monotonic() - run.t0
+            _, phase, limit, start = d
+            elapsed = time.monotonic() - start
             self.timed_out = True
             self._cut(run)
             self.running = None
             self._done(run.item)
             size = SIZE_FROM_PB.get(run.item.size)
-            msg = (f"[TC006] Timeout: {run.item.nodeid} ({size.value if size else 'unsized'}) ran "
-                   f"{elapsed:.2f} s, past its limit of {run.item.timeout_s:g} s; isod killed its worker")
+            what = f"{run.item.nodeid} ({size.value if size else 'unsized'})"
+            if phase == "call":
+                msg = (f"[TC006] Timeout: {what} ran {elapsed:.2f} s, past its limit of {limit:g} s; "
+                       "isod killed its worker")
+            else:
+                msg = (f"[TC006] Timeout: the {phase} of {what} (its fixtures) ran {elapsed:.2f} s, past isod's "
+                       f"limit of {limit:g} s for a setup or teardown (the size's {run.item.timeout_s:g} s limit "
+                       "times the call); isod killed its worker")
             self.on_result(self, self._result(run, interruption=pb.Interruption(
-                kind=pb.Interruption.TIMEOUT, message=msg, limit_s=run.item.timeout_s, elapsed_s=elapsed)))
+                kind=pb.Interruption.TIMEOUT, message=msg, limit_s=limit, elapsed_s=elapsed, phase=phase,
+                call_outcome=self.phase.read()[2] if phase == "teardown" else "")))
         self.kill()
 
     def _finish_after_exit(self) -> None:
@@ -447,6 +478,7 @@ class WorkerHandle:
                 self.on_node_down(self, pb.NodeDown(worker=self.name, error=f"worker {self.name} ended ({how}) "
                                                     "before its session finished"))
         self.chan.close()
+        self.phase.close()
         for pipe in (self.box.popen.stdout, self.box.popen.stderr):
             pipe.close()
         self.box.released.wait(5)

@@ -73,16 +73,18 @@ class SessionOpen(_message.Message):
     def __init__(self, python: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., pytest_args: _Optional[_Iterable[str]] = ..., workers: _Optional[int] = ..., enforcement: _Optional[_Union[Enforcement, str]] = ..., max_worker_restart: _Optional[int] = ..., class_hint: _Optional[_Iterable[str]] = ..., launch: _Optional[str] = ...) -> None: ...
 
 class TestItem(_message.Message):
-    __slots__ = ("nodeid", "size", "timeout_s", "hold")
+    __slots__ = ("nodeid", "size", "timeout_s", "fixture_timeout_s", "hold")
     NODEID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    FIXTURE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     HOLD_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     size: Size
     timeout_s: float
+    fixture_timeout_s: float
     hold: bool
-    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., timeout_s: _Optional[float] = ..., hold: _Optional[bool] = ...) -> None: ...
+    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., timeout_s: _Optional[float] = ..., fixture_timeout_s: _Optional[float] = ..., hold: _Optional[bool] = ...) -> None: ...
 
 class RunTests(_message.Message):
     __slots__ = ("items",)
@@ -239,7 +241,7 @@ class Intent(_message.Message):
     def __init__(self, event: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., tid: _Optional[int] = ..., offset_s: _Optional[float] = ..., site: _Optional[str] = ...) -> None: ...
 
 class Interruption(_message.Message):
-    __slots__ = ("kind", "message", "limit_s", "elapsed_s", "exit_code", "signal", "session_exit")
+    __slots__ = ("kind", "message", "limit_s", "elapsed_s", "exit_code", "signal", "session_exit", "phase", "call_outcome")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Interruption.Kind]
@@ -261,6 +263,8 @@ class Interruption(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     SESSION_EXIT_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CALL_OUTCOME_FIELD_NUMBER: _ClassVar[int]
     kind: Interruption.Kind
     message: str
     limit_s: float
@@ -268,7 +272,9 @@ class Interruption(_message.Message):
     exit_code: int
     signal: int
     session_exit: SessionExit
-    def __init__(self, kind: _Optional[_Union[Interruption.Kind, str]] = ..., message: _Optional[str] = ..., limit_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., session_exit: _Optional[_Union[SessionExit, _Mapping]] = ...) -> None: ...
+    phase: str
+    call_outcome: str
+    def __init__(self, kind: _Optional[_Union[Interruption.Kind, str]] = ..., message: _Optional[str] = ..., limit_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., session_exit: _Optional[_Union[SessionExit, _Mapping]] = ..., phase: _Optional[str] = ..., call_outcome: _Optional[str] = ...) -> None: ...
 
 class WorkerOutput(_message.Message):
     __slots__ = ("worker", "data", "stderr")
