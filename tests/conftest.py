@@ -6,16 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
 
 import pytest
 from isod.sandbox import open_backend
 from isod.sandbox.backends import BACKENDS
-
-# Left behind by reliability.isod_rpc.Serve, whose stop() keeps its directory:
-# warned about, not failed, until Serve.stop removes it (the module fixtures
-# of tests/reliability and tests/security already do).
-KNOWN_LEFTOVERS = ("isod-rel-",)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,12 +35,8 @@ def own_temp_dir(tmp_path_factory):
         tempfile.tempdir = saved[1]
         left = sorted(n for n in os.listdir(root) if n.startswith("isod-"))
         shutil.rmtree(root, ignore_errors=True)
-    known = [n for n in left if n.startswith(KNOWN_LEFTOVERS)]
-    if known:
-        warnings.warn(f"{len(known)} temp directories left by reliability.isod_rpc.Serve (removed now): "
-                      f"{', '.join(known)}", pytest.PytestWarning, stacklevel=1)
-    if unknown := [n for n in left if n not in known]:
-        pytest.fail(f"tests left {len(unknown)} isod temp directories behind (removed now): {', '.join(unknown)}",
+    if left:
+        pytest.fail(f"tests left {len(left)} isod temp directories behind (removed now): {', '.join(left)}",
                     pytrace=False)
 
 

@@ -1,4 +1,4 @@
-"""Every escape route of design §5 as a small test run through a real daemon:
+"""Every known escape route (docs/threat-model.md) as a small test run through a real daemon:
 each must fail with TC003 naming the command it tried."""
 
 from __future__ import annotations

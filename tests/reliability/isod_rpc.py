@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ class Serve:
     """`isod serve ARGS`, waited for until it logs its address (any listener kind)."""
 
     def __init__(self, *args: str, workers: int = 2, wait: bool = True) -> None:
+        self._kept: str | None = None     # the log, once stop() removed the directory
         self.dir = tempfile.mkdtemp(prefix="isod-rel-")
         os.chmod(self.dir, 0o700)
         self.log_path = os.path.join(self.dir, "log")
@@ -49,6 +51,8 @@ class Serve:
             self.target = m.group(1)
 
     def log_text(self) -> str:
+        if self._kept is not None:
+            return self._kept          # stopped: its directory is gone
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -75,6 +79,9 @@ class Serve:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        if self._kept is None:
+            self._kept = self.log_text()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def channel(target: str, ca: bytes | None = None) -> grpc.Channel:

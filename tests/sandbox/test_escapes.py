@@ -1,4 +1,4 @@
-"""Every escape route of design §5, tried for real under the SMALL rule.
+"""Every known escape route (docs/threat-model.md), tried for real under the SMALL rule.
 
 Each test runs a sandboxed program that tries to start ``/usr/bin/touch MARKER``
 one way or another. The attempt must be denied (the caller gets an error), it
@@ -68,7 +68,7 @@ def test_subprocess_vfork_path(backend, tmp_path):
     """)
     after = blocked(r, marker)
     assert r.out.strip() == "EPERM 1"
-    assert after[0].syscall == "vfork" and after[0].decision == "deny"   # vfork first (pitfall 1)
+    assert after[0].syscall == "vfork" and after[0].decision == "deny"   # vfork first (docs/kernel-notes.md)
     assert_fork_like(after)
 
 
@@ -103,7 +103,7 @@ def test_subprocess_shell_true(backend, tmp_path):
 def test_os_system_returns_nonzero_and_is_recorded(backend, tmp_path):
     r, marker = attempt(backend, tmp_path, "print(os.system(f'touch {MARKER}'))")
     after = blocked(r, marker)
-    assert int(r.out) != 0          # 32512 (127 << 8) here: no exception to catch (pitfall 3)
+    assert int(r.out) != 0          # 32512 (127 << 8) here: no exception to catch
     assert syscalls(after) == [("clone3", "enosys"), ("clone", "deny")]
 
 

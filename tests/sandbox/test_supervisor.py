@@ -146,7 +146,7 @@ def _assert_failed_closed(t: Traced, backend_name: str) -> None:
     """The fork did not happen and the child did not hang (readline fails on a hang)."""
     line = t.readline()
     if backend_name == "seccomp":
-        assert line.split()[:2] == ["errno", str(errno.ENOSYS)], line   # pitfall 5: ENOSYS, promptly
+        assert line.split()[:2] == ["errno", str(errno.ENOSYS)], line   # docs/kernel-notes.md, failing closed
     else:
         # ptrace: PTRACE_O_EXITKILL, the tracer's death SIGKILLs the tree; ENOSYS would do too
         assert line == "" or line.split()[:2] == ["errno", str(errno.ENOSYS)], line

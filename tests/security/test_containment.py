@@ -1,4 +1,4 @@
-"""What a small test cannot reach beyond process creation (design §5): ptrace,
+"""What a small test cannot reach beyond process creation (docs/threat-model.md): ptrace,
 io_uring, the daemon's memory, and the daemon's own socket. Real daemon, real
 `pytest -p isod_client` runs."""
 

@@ -7,10 +7,22 @@ from isod.policy import IDLE, RULES, Size
 pytestmark = pytest.mark.small
 
 
-@pytest.mark.parametrize("syscall", sorted(policy.PROCESS_CREATION) + ["ptrace", "io_uring_setup"])
+@pytest.mark.parametrize("syscall", sorted(policy.PROCESS_CREATION) + ["ptrace"])
 def test_small_denies_every_process_creation_and_escape_hatch(syscall):
     assert policy.decide(RULES[Size.SMALL], syscall) is False
     assert policy.is_violation(syscall)
+
+
+def test_an_io_uring_ring_is_no_violation():
+    """Answered ENOSYS by the small filter itself: a ring creates no process."""
+    assert not policy.is_violation("io_uring_setup")
+
+
+def test_each_size_has_its_worker_class():
+    assert policy.worker_class(Size.SMALL) == policy.SMALL_CLASS
+    assert {policy.worker_class(s) for s in (Size.MEDIUM, Size.LARGE, Size.XLARGE)} == {policy.SPAWNING_CLASS}
+    # warn/off deny nothing: no test needs a supervisor
+    assert policy.worker_class(Size.SMALL, enforcing=False) == policy.SPAWNING_CLASS
 
 
 @pytest.mark.parametrize("size", [Size.MEDIUM, Size.LARGE, Size.XLARGE])
