@@ -20,7 +20,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
@@ -30,30 +29,15 @@ from ..sandbox import Box
 from ..v1 import isod_pb2 as pb
 from .convert import SIZE_FROM_PB, event_to_pb
 from .limits import LimitsConfig, TreeLimits
+from .test_record import MAX_EVENTS, Running, name_quick_execs
+from .worker_protocol import Violation, WorkerProtocol
+from .worker_texts import crash_text, replaced_text, stray_text, timeout_text
 
 WORKER_PLUGIN = "isod.worker.plugin"
-# A test's record stays far below gRPC's message limit: argv is dropped from
-# events past MAX_EVENT_BYTES, events past MAX_EVENTS are only counted.
-MAX_EVENTS = 10_000
-MAX_EVENT_BYTES = 8 << 20
 READ_BATCH_DELAY = 0.0005
 # seconds a test's setup or teardown may take at least (a session fixture that
 # starts a database); the size's limit times the call only
 FIXTURE_LIMIT_S = 60.0
-
-
-@dataclass
-class Running:
-    """The test a worker is in, and what it has produced so far."""
-
-    item: pb.TestItem
-    t0: float
-    reports: list[pb.PhaseReport] = field(default_factory=list)
-    events: list[pb.SpawnEvent] = field(default_factory=list)
-    phase: str = "setup"
-    t0_ns: int = 0
-    dropped: int = 0          # events past MAX_EVENTS
-    event_bytes: int = 0
 
 
 class WorkerHandle:
@@ -77,17 +61,12 @@ class WorkerHandle:
         self.held: pb.TestItem | None = None   # sent with hold=True, not released yet
         self.on_collected, self.on_result, self.on_output, self.on_exit = on_collected, on_result, on_output, on_exit
         self.on_outside = on_outside
-        # trapped calls while no test ran (allowed and recorded, design §1), sent when the worker ends
+        # calls recorded while no test ran (collection, after the last test), sent when the worker ends
         self.outside: list[pb.SpawnEvent] = []     # at most MAX_EVENTS
-        self.last_test = ""
         self.on_log: Callable[[str], None] = lambda msg: None
-        # sent, not finished (the running one first). Appended by the session
-        # without this handle's lock (which is held while results go out to the
-        # session: taking it here would invert the order of the two locks).
-        self.assigned: deque[pb.TestItem] = deque()
+        self.protocol = WorkerProtocol(enforcing)
         self.finish_sent = False
         self.stop_sent = False
-        self.running: Running | None = None
         self.exited = False
         # warn/off: record everything, deny nothing (the verdict is the client's)
         self.enforcing = enforcing
@@ -95,7 +74,6 @@ class WorkerHandle:
         self.timed_out = False      # the daemon killed it for a time limit
         self.crashed = False        # it died mid-test or before being told to finish
         self.abort_reason: str | None = None   # why the daemon killed it (a forged or bad message)
-        self.exiting = False        # a test ended its pytest session (pytest.exit, KeyboardInterrupt)
         self.exit_status: int | None = None
         self._lock = threading.RLock()
         daemon_end, worker_end = channel.pair()
@@ -131,6 +109,23 @@ class WorkerHandle:
         self.started_ns = time.monotonic_ns()
         self._thread = threading.Thread(target=self._read_loop, name=f"isod-{name}", daemon=True)
         self._thread.start()
+
+    # the protocol's state, as the session and the service read it
+    @property
+    def assigned(self) -> deque[pb.TestItem]:
+        return self.protocol.assigned
+
+    @property
+    def running(self) -> Running | None:
+        return self.protocol.running
+
+    @property
+    def last_test(self) -> str:
+        return self.protocol.last_test
+
+    @property
+    def exiting(self) -> bool:
+        return self.protocol.exiting
 
     # --- commands ---------------------------------------------------------
     def send_item(self, item: pb.TestItem, hold: bool = False) -> None:
@@ -233,6 +228,8 @@ class WorkerHandle:
                     return True
                 try:
                     self._handle(msg)
+                except Violation as v:
+                    self._protocol_violation(str(v))
                 except Exception as e:    # a bug of ours: fail the test loudly, never hang the session
                     self.on_log(f"worker {self.name}: error handling its {msg.WhichOneof('kind')} message: "
                                 + "".join(traceback.format_exception(e)).rstrip())
@@ -249,61 +246,39 @@ class WorkerHandle:
             # is charged to it, not listed as "between tests"
             self.deferred = None
             self._batching = True
-            for inner in msg.batch.events:
-                if self.abort_reason is not None:
-                    break
-                if inner.WhichOneof("kind") == "batch":
-                    self._protocol_violation("a nested batch")
-                    break
-                self._handle(inner)
-            self._batching = False
-            done, self.deferred = self.deferred, None
-            if done is not None:
-                self.on_result(self, done[0])
+            try:
+                for inner in msg.batch.events:
+                    if self.abort_reason is not None:
+                        break
+                    if inner.WhichOneof("kind") == "batch":
+                        raise Violation("a nested batch")
+                    self._handle(inner)
+            finally:
+                self._batching = False
+                done, self.deferred = self.deferred, None
+                if done is not None:
+                    self.on_result(self, done[0])
         elif kind == "started":
-            # the worker runs its items in order, one at a time: anything else
-            # was written by test code on the channel (docs/threat-model.md N2)
-            if (self.running is not None or self.exiting or not self.assigned
-                    or self.assigned[0].nodeid != msg.started.nodeid):
-                self._protocol_violation(f"`started {msg.started.nodeid}` out of order")
-                return
-            item = self.assigned[0]
             t0_ns = msg.started.t_ns or time.monotonic_ns()
             if self.deferred is not None and self.cls == policy.SMALL_CLASS:
                 self._charge_leftovers(*self.deferred, t0_ns - 1)
+            run = self.protocol.started(msg.started.nodeid, t0_ns)
             self._cut_outside("between tests" if self.last_test else "collection", until_ns=t0_ns - 1)
-            size = SIZE_FROM_PB.get(item.size)
-            self.running = Running(item=item, t0=t0_ns / 1e9, t0_ns=t0_ns)
+            size = SIZE_FROM_PB.get(run.item.size)
             if size is not None:
                 self.limits.apply(size.value)
         elif kind == "report":
-            run = self.running
-            if run is None:
-                return
-            self._cut(run, [msg.report])
-            run.reports.append(msg.report)
-            run.phase = {"setup": "call", "call": "teardown"}.get(msg.report.when, "teardown")
+            run = self.protocol.running
+            if run is not None:
+                self._cut(run, [msg.report])
+                self.protocol.reported(msg.report)
         elif kind == "finished":
-            run = self.running
-            if run is None or run.item.nodeid != msg.finished.nodeid:
-                self._protocol_violation(f"`finished {msg.finished.nodeid}` for a test not running")
-                return
-            ended = msg.finished.HasField("exit")     # pytest.exit / KeyboardInterrupt: no teardown report
-            late = sorted(msg.finished.reports, key=lambda r: r.t_ns)
-            if self.enforcing and not ended and (not late or late[-1].when != "teardown"):
-                # pytest always makes a teardown report before the worker says finished
-                self._protocol_violation(f"`finished {run.item.nodeid}` without its teardown report")
-                return
+            run, late = self.protocol.finished(msg.finished)
             self._cut(run, late)
-            run.reports.extend(late)
-            self.running = None
-            self.last_test = run.item.nodeid
-            self._done(run.item)
-            if ended:
-                self.exiting = True     # its pytest ends now: nothing more starts on it
-            _name_quick_execs(run.events, msg.finished.intents, run.t0_ns, self.pid)
-            res = self._result(run, intents=msg.finished.intents, warnings=self._strays(run),
-                               recorded_warnings=msg.finished.warnings)
+            ended = msg.finished.HasField("exit")
+            name_quick_execs(run.events, msg.finished.intents, run.t0_ns, self.pid)
+            res = run.result(self.name, intents=msg.finished.intents, warnings=self._strays(run),
+                             recorded_warnings=msg.finished.warnings)
             if ended:
                 res.interruption.kind = pb.Interruption.SESSION_EXIT
                 res.interruption.message = msg.finished.exit.reason
@@ -372,8 +347,7 @@ class WorkerHandle:
             return []
         strays = (self.limits.members() & born) - {self.pid} - self.reported_strays
         self.reported_strays |= strays
-        return [f"{run.item.nodeid} left process {pid} running: {_command(pid)} "
-                "(isod kills it when the worker ends)" for pid in sorted(strays)]
+        return [stray_text(run.item.nodeid, pid) for pid in sorted(strays)]
 
     def _cut_outside(self, when: str, until_ns: int | None = None) -> None:
         """Calls made while no test ran: kept for the client's report."""
@@ -384,20 +358,10 @@ class WorkerHandle:
 
     def _cut(self, run: Running, ends: list[pb.PhaseReport] = ()) -> None:
         """The test's events up to the end of the last of ``ends`` (reports of
-        the phases that ended since, in time order, whose end times tell an
-        event's phase), or all so far when the test was cut short."""
+        the phases that ended since, in time order), or all so far when the
+        test was cut short."""
         self.box.settle()
-        for ev in self.box.take_events(ends[-1].t_ns if ends and ends[-1].t_ns else None):
-            if len(run.events) >= MAX_EVENTS:    # a spawn loop: count the rest, keep the result sendable
-                run.dropped += 1
-                continue
-            phase = next((r.when for r in ends if ev.t_ns <= r.t_ns), run.phase if not ends else ends[-1].when)
-            pe = event_to_pb(ev, phase, (ev.t_ns - run.t0_ns) / 1e9)
-            if run.event_bytes > MAX_EVENT_BYTES:
-                del pe.argv[:]
-                pe.argv_complete = False
-            run.event_bytes += pe.ByteSize()
-            run.events.append(pe)
+        run.add(self.box.take_events(ends[-1].t_ns if ends and ends[-1].t_ns else None), ends)
 
     # --- time limits and deaths -----------------------------------------
     def _deadline(self) -> tuple[float, str, float, float] | None:
@@ -429,18 +393,11 @@ class WorkerHandle:
             elapsed = time.monotonic() - start
             self.timed_out = True
             self._cut(run)
-            self.running = None
-            self._done(run.item)
+            self.protocol.end(run)
             size = SIZE_FROM_PB.get(run.item.size)
-            what = f"{run.item.nodeid} ({size.value if size else 'unsized'})"
-            if phase == "call":
-                msg = (f"[TC006] Timeout: {what} ran {elapsed:.2f} s, past its limit of {limit:g} s; "
-                       "isod killed its worker")
-            else:
-                msg = (f"[TC006] Timeout: the {phase} of {what} (its fixtures) ran {elapsed:.2f} s, past isod's "
-                       f"limit of {limit:g} s for a setup or teardown (the size's {run.item.timeout_s:g} s limit "
-                       "times the call); isod killed its worker")
-            self.on_result(self, self._result(run, interruption=pb.Interruption(
+            msg = timeout_text(f"{run.item.nodeid} ({size.value if size else 'unsized'})", phase, elapsed, limit,
+                               run.item.timeout_s)
+            self.on_result(self, run.result(self.name, interruption=pb.Interruption(
                 kind=pb.Interruption.TIMEOUT, message=msg, limit_s=limit, elapsed_s=elapsed, phase=phase,
                 call_outcome=self.phase.read()[2] if phase == "teardown" else "")))
         self.kill()
@@ -462,11 +419,10 @@ class WorkerHandle:
         with self._lock:
             self.exited = True
             run = self.running
-            self.running = None
             self.crashed = (run is not None or not self.finish_sent or self.timed_out) and not self.exiting
             if run is not None:
                 self._cut(run)
-                self._done(run.item)
+                self.protocol.end(run)
                 self.on_result(self, self._crash_result(run, status))
             self._cut_outside("after the last test" if self.last_test else "collection")
             if self.outside and self.on_outside is not None:
@@ -494,74 +450,13 @@ class WorkerHandle:
             msg = f"while {run.item.nodeid} ran: {self.abort_reason}"
         elif own_execs:
             kind = pb.Interruption.WORKER_REPLACED
-            msg = (f"{run.item.nodeid} replaced the worker process with exec: "
-                   f"{' '.join(own_execs[-1].argv) or own_execs[-1].path}; a fresh worker takes over")
+            msg = replaced_text(run.item.nodeid, list(own_execs[-1].argv), own_execs[-1].path)
         else:
             kind = pb.Interruption.WORKER_CRASHED
-            how = f"signal {-status} ({_signame(-status)})" if status < 0 else f"exit code {status}"
-            if status == -9 and self.oom_killed:
-                how += ", killed by the memory limit of its size (isod serve --limits)"
-            msg = f"worker '{self.name}' crashed while running {run.item.nodeid}: {how}"
-        return self._result(run, interruption=pb.Interruption(
+            msg = crash_text(self.name, run.item.nodeid, status, self.oom_killed)
+        return run.result(self.name, interruption=pb.Interruption(
             kind=kind, message=msg, elapsed_s=elapsed, exit_code=max(status, 0), signal=-status if status < 0 else 0))
-
-    def _result(self, run: Running, **more) -> pb.TestResult:
-        """The result of the test ``run`` holds, with what it produced so far."""
-        return pb.TestResult(nodeid=run.item.nodeid, size=run.item.size, reports=run.reports, events=run.events,
-                             events_dropped=run.dropped, worker=self.name, **more)
-
-    def _done(self, item: pb.TestItem) -> None:
-        """The running item is the head of ``assigned`` (the worker runs them in order)."""
-        if self.assigned and self.assigned[0] is item:
-            self.assigned.popleft()
-        else:
-            self.assigned = deque(i for i in self.assigned if i is not item)
 
     def unfinished(self) -> list[pb.TestItem]:
         """Items sent to this worker that it never started (to hand to another)."""
         return list(self.assigned)
-
-
-
-# Python-level spawns whose argv is the program the child execs
-_RUNS_ARGV = ("subprocess.Popen", "os.posix_spawn", "os.spawn", "os.exec")
-
-
-def _name_quick_execs(events, intents, t0_ns: int, worker_pid: int) -> None:
-    """An exec seen by the process events connector whose program exited
-    before /proc could be read has no command: when the worker itself started
-    it, the audit hook's last Python-level spawn before it names it (marked
-    incomplete: the hook saw the intent, not the exec)."""
-    parent_of = {ev.child_pid: ev.pid for ev in events if ev.child_pid}
-    for ev in events:
-        if not ev.ppid and ev.pid in parent_of:
-            ev.ppid = parent_of[ev.pid]      # gone before /proc was read: its fork tells
-    named = sorted(((t0_ns + int(i.offset_s * 1e9), list(i.argv)) for i in intents
-                    if i.event in _RUNS_ARGV and i.argv), key=lambda x: x[0])
-    if not named:
-        return
-    for ev in events:
-        if ev.syscall != "execve" or ev.argv or ev.decision != "allow":
-            continue
-        if parent_of.get(ev.pid, ev.ppid) != worker_pid:
-            continue
-        before = [argv for t, argv in named if t <= ev.t_ns]
-        if before:
-            ev.argv.extend(before[-1])
-            ev.argv_complete = False
-
-
-def _command(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return " ".join(a.decode(errors="replace") for a in f.read().split(b"\0") if a) or "?"
-    except OSError:
-        return "?"
-
-
-def _signame(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return "?"
-
