@@ -17,14 +17,14 @@ import warnings
 import grpc
 import pytest
 from _pytest.reports import TestReport
-from isod.policy import Size, worker_class
+from isod.policy import CLASSES, Size, worker_class
 from isod.v1 import isod_pb2 as pb
 
 from . import tc003
 from .daemon_link import Link, LinkError
 from .report_file import ReportFile
-from .sizes import item_size, item_timeout, limits
-from .worker_args import worker_args
+from .sizes import fixture_limit, item_size, item_timeout, limits
+from .worker_args import launch, worker_args
 
 SIZE_TO_PB = {Size.SMALL: pb.SMALL, Size.MEDIUM: pb.MEDIUM, Size.LARGE: pb.LARGE, Size.XLARGE: pb.XLARGE}
 ENFORCEMENT_TO_PB = {"strict": pb.STRICT, "warn": pb.WARN, "off": pb.OFF}
@@ -46,7 +46,9 @@ class Controller:
         self.unmarked = 0                            # tests without a size marker
         self.session_exit: pb.SessionExit | None = None   # a test called pytest.exit / raised KeyboardInterrupt
         self.ended = False      # the daemon said the session is over (its workers are gone)
-        self.report = ReportFile(config.getoption("isod_report"))
+        self.report = ReportFile(config.getoption("isod_report"), self.limits,
+                                 keep=config.getoption("isod_suggest_sizes", False), default_size=default_size,
+                                 rootdir=str(config.rootpath))
         self.link = Link(config.getoption("isod_target"), os.environ.get("ISOD_TOKEN"),
                          config.getoption("isod_backend"), config.getoption("isod_workers"))
 
@@ -65,7 +67,8 @@ class Controller:
             python=sys.executable, cwd=str(self.config.invocation_params.dir), env=worker_env(self.config),
             pytest_args=worker_args(self.config) + self._basetemp(), workers=workers,
             enforcement=ENFORCEMENT_TO_PB[self.enforcement],
-            max_worker_restart=opts.isod_max_worker_restart or 0, class_hint=self._class_hint()))
+            max_worker_restart=opts.isod_max_worker_restart or 0, class_hint=self._class_hint(),
+            launch=launch()))
 
     # The daemon starts workers while we collect; a worker's class (its
     # kernel filter) is fixed at launch, so it asks which classes to expect:
@@ -77,7 +80,10 @@ class Controller:
         last = cache.get(self._HINT_KEY, None) if cache is not None else None
         if isinstance(last, list) and all(isinstance(c, str) for c in last) and last:
             return last
-        return [worker_class(self.default_size, self.enforcement == "strict")]
+        # no memory of a last run: one worker of each class, the default size's first
+        # (a wrong single guess costs a worker's whole start before the first test)
+        first = worker_class(self.default_size, self.enforcement == "strict")
+        return [first, *(c for c in CLASSES if c != first)]
 
     def _remember_classes(self) -> None:
         cache = getattr(self.config, "cache", None)
@@ -91,6 +97,7 @@ class Controller:
         for item in session.items:
             size, marked = item_size(item, self.default_size)
             self.unmarked += not marked
+            self.report.collected(item, marked)
             self.sizes[item.nodeid] = (size, item_timeout(item, size, self.limits))
         self._remember_classes()
 
@@ -120,9 +127,11 @@ class Controller:
         items = {item.nodeid: item for item in session.items}
         # only strict kills at the limit; warn reports an overrun, off ignores it
         kill_at_limit = self.enforcement == "strict"
+        fixtures = fixture_limit(self.config)
         self.link.send(pb.ClientMessage(run=pb.RunTests(items=[
             pb.TestItem(nodeid=nid, size=SIZE_TO_PB[self.sizes[nid][0]],
-                        timeout_s=self.sizes[nid][1] if kill_at_limit else 0.0)
+                        timeout_s=self.sizes[nid][1] if kill_at_limit else 0.0,
+                        fixture_timeout_s=fixtures)
             for nid in items])))
         self.link.send(pb.ClientMessage(finish=pb.Finish()))
         stopped = False
@@ -221,7 +230,15 @@ class Controller:
         """Complete the reports of a test the daemon ended: a failed phase saying why."""
         done = {r.when for r in reports if "subtest" not in type(r).__name__.lower()}   # a subtest's is "call"
         when = "setup" if "setup" not in done else ("call" if "call" not in done else "teardown")
-        out = list(reports) + [_report(item, when, "failed", intr.message, intr.elapsed_s)]
+        out = list(reports)
+        if intr.phase == "teardown" and when == "call":
+            # killed in teardown: the call ended, its report died with the worker
+            outcome = intr.call_outcome or "passed"
+            lost = None if outcome == "passed" else (f"the call {outcome}; its report was lost when isod "
+                                                     "killed the worker in teardown")
+            out.append(_report(item, "call", outcome if outcome != "skipped" else "passed", lost, 0.0))
+            when = "teardown"
+        out.append(_report(item, when, "failed", intr.message, intr.elapsed_s))
         if when == "call":
             out.append(_report(item, "teardown", "passed", None, 0.0))
         return out
@@ -281,7 +298,7 @@ class Controller:
                                         f"{self.default_size.value} (--isod-default-size)")
         late = tc003.outside_lines(self.outside)
         if late:
-            # allowed (design §1: no test running), but a small test may have put
+            # recorded while no test ran, but a small test may have put
             # it there (atexit, a finalizer): shown, never silent
             terminalreporter.section("isod: processes created while no test ran (denied in small workers)",
                                      sep="-", yellow=True)
@@ -299,6 +316,14 @@ class Controller:
                 terminalreporter.write_line(f"    {line}")
             if len(lines) > 5:
                 terminalreporter.write_line(f"    ... and {len(lines) - 5} more")
+
+    @pytest.hookimpl(specname="pytest_terminal_summary", trylast=True)
+    def pytest_terminal_summary_isod_sizes(self, terminalreporter) -> None:
+        """--isod-suggest-sizes: the size advisor's summary (isod.advice), last."""
+        if self.config.getoption("isod_suggest_sizes", False) and self.report.tests:
+            terminalreporter.section("isod: suggested sizes", sep="-", bold=True)
+            for line in self.report.summary_lines():
+                terminalreporter.write_line(line)
 
     def pytest_sessionfinish(self, session) -> None:
         self.report.write()

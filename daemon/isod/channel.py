@@ -77,9 +77,3 @@ class Channel:
 
 def from_fd(fd: int) -> Channel:
     return Channel(socket.socket(fileno=fd))
-
-
-def inheritable(sock: socket.socket) -> int:
-    fd = sock.fileno()
-    os.set_inheritable(fd, True)
-    return fd

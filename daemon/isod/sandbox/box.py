@@ -45,6 +45,7 @@ class Box:
         # kernel has queued so far when asked, and stop when told to let go.
         self.flush: Callable[[], None] | None = None
         self.on_release: Callable[[], None] | None = None
+        self._exited: set[int] = set()      # pids seen exiting (native backend), until taken
 
     def rule_for(self, tid: int, name: str) -> Rule:
         """The rule a trapped call of this tree is judged by; the backends
@@ -84,6 +85,17 @@ class Box:
                 else:
                     self._events = []
         out.sort(key=lambda e: e.t_ns)
+        return out
+
+    def exited(self, pid: int) -> None:
+        with self._lock:
+            self._exited.add(pid)
+
+    def take_exited(self, pids: set[int]) -> set[int]:
+        """Which of pids were seen exiting (forgotten once asked for)."""
+        with self._lock:
+            out = self._exited & pids
+            self._exited -= out
         return out
 
     def release(self) -> None:

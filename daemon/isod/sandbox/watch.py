@@ -76,6 +76,8 @@ def _record(box: Box, ev: ProcEvent, on_proc) -> None:
         on_proc(ev)
     if ev.kind == "fork":
         box.record(Event(ev.t_ns, ev.ppid, ev.ppid, 0, "fork", "", ALLOW, 0, child=ev.pid))
+    elif ev.kind == "exit":
+        box.exited(ev.pid)
     elif ev.kind == "exec":
         box.record(Event(ev.t_ns, ev.pid, ev.pid, ev.ppid, "execve", "", ALLOW, 0, ev.path, ev.argv,
                          ev.cwd, 0, ev.argv_complete))

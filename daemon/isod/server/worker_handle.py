@@ -343,6 +343,7 @@ class WorkerHandle:
         were born in this test: by the time this runs the worker may be in
         its next test, whose children are not this test's strays."""
         born = {e.child_pid for e in run.events if e.child_pid and e.decision == "allow"}
+        born -= self.box.take_exited(born)      # seen exiting: no need to look for them
         if not born:
             return []
         strays = (self.limits.members() & born) - {self.pid} - self.reported_strays
