@@ -10,7 +10,6 @@ saying whether more follow.
 
 from __future__ import annotations
 
-import os
 import socket
 
 CHUNK = 60 * 1024
