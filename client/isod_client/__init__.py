@@ -30,6 +30,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager) -> None:
                     help="size of tests without a size marker (default: small; ini isod_default_size)")
     group.addoption("--isod-report", default=None, metavar="FILE",
                     help="write a JSON report: per test its size, outcome, durations and every attempted command")
+    group.addoption("--isod-suggest-sizes", action="store_true", default=False,
+                    help="at the end, suggest for each test the smallest size it would pass under "
+                         "(any enforcement; with --isod-report, the file has them too)")
     group.addoption("--isod-backend", default=None, choices=("auto", "seccomp", "ptrace"),
                     help="sandbox backend of the embedded daemon")
     group.addoption("--isod-max-worker-restart", type=int, default=None, metavar="N",

@@ -1,4 +1,4 @@
-"""The `isod` command line: `isod trace`, `isod serve`, `isod status`."""
+"""The `isod` command line: `isod trace`, `isod serve`, `isod status`, `isod suggest`."""
 
 from __future__ import annotations
 
@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="ask a daemon for its status")
     st.add_argument("--target", default=os.environ.get("ISOD_TARGET"), help="daemon address (env ISOD_TARGET)")
     st.set_defaults(parser=st)
+
+    g = sub.add_parser("suggest", help="suggest test sizes from a saved --isod-report; --apply marks the tests",
+                       description="Print, per size, which tests could be smaller and which are too small, from "
+                                   "a report of `pytest -p isod_client --isod-report FILE`. With --apply, add the "
+                                   "suggested size marker to each unmarked plain test function (needs libcst: "
+                                   "pip install 'isod[suggest]').")
+    g.add_argument("report", metavar="REPORT.json", type=_nonempty)
+    g.add_argument("--apply", action="store_true", help="write the markers into the tests' source")
+    g.add_argument("--root", metavar="DIR", type=_nonempty,
+                   help="directory the node ids are relative to (default: the report's rootdir)")
+    g.set_defaults(parser=g)
     return p
 
 
@@ -101,7 +112,33 @@ def main(argv: list[str] | None = None) -> int:
             sub.error(str(e))
     if args.command == "status":
         return _status(args, sub)
+    if args.command == "suggest":
+        return _suggest(args, sub)
     return 2
+
+
+def _suggest(args, parser: argparse.ArgumentParser) -> int:
+    from .suggest import ReportError, applied_lines, apply, load_report, summary
+
+    try:
+        report = load_report(args.report)
+    except ReportError as e:
+        parser.error(str(e))
+    root = args.root or report.get("rootdir") or os.getcwd()
+    if args.apply:
+        if not os.path.isdir(root):
+            parser.error(f"--root {root}: not a directory" if args.root
+                         else f"the report's rootdir {root} is not a directory (give --root DIR)")
+        try:
+            import libcst  # noqa: F401
+        except ImportError:
+            parser.error("--apply needs libcst: pip install 'isod[suggest]'")
+    for line in summary(report):
+        print(line)
+    if args.apply:
+        for line in applied_lines(apply(report, root)):
+            print(line)
+    return 0
 
 
 def _status(args, parser: argparse.ArgumentParser) -> int:
