@@ -11,6 +11,8 @@ from isod import advice
 from isod.policy import DEFAULT_TIMEOUTS, Size
 from isod.v1 import isod_pb2 as pb
 
+NETWORK_FIELDS = ("family", "sock_type", "protocol", "host", "port", "address")
+
 
 class ReportFile:
     def __init__(self, path: str | None, limits: dict[Size, float] | None = None, keep: bool = False,
@@ -106,4 +108,6 @@ def _command(e: pb.SpawnEvent) -> dict:
         "argv": list(e.argv), "cwd": e.cwd, "clone_flags": e.clone_flags,
         "latency_ns": e.latency_ns, "argv_complete": e.argv_complete,
         **({"child_pid": e.child_pid} if e.child_pid else {}),
+        # network calls, once SpawnEvent carries them (the advisor reads them: isod.advice.network_use)
+        **{k: v for k in NETWORK_FIELDS if (v := getattr(e, k, None))},
     }

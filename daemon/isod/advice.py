@@ -30,9 +30,13 @@ from .policy import DEFAULT_TIMEOUTS, PROCESS_CREATION, Size, is_violation
 
 ORDER = (Size.SMALL, Size.MEDIUM, Size.LARGE, Size.XLARGE)
 MARGIN = 0.5          # a size fits a test that takes at most this share of its limit
-NETWORK_SYSCALLS = ("connect", "sendto", "sendmsg", "socket")
+NETWORK_SYSCALLS = ("connect", "sendto", "sendmsg", "socket", "socketcall")
+# families by name or number (socket.h): Unix sockets are loopback; netlink
+# talks to the kernel, not to a host; a packet socket reaches the wire
+FAMILY_NAMES = {1: "af_unix", 2: "af_inet", 10: "af_inet6", 16: "af_netlink", 17: "af_packet"}
 LOCAL_FAMILIES = ("af_unix", "unix", "af_local", "local")
-NOT_NETWORK_FAMILIES = ("af_netlink", "netlink")   # talking to the kernel, not to a host
+NOT_NETWORK_FAMILIES = ("af_netlink", "netlink")
+WIRE_FAMILIES = ("af_packet", "packet")
 
 
 @dataclass(frozen=True)
@@ -58,27 +62,36 @@ def _get(ev, name: str, default=None):
 def network_use(ev) -> NetworkUse | None:
     """What one recorded event says about the network, or None if it is not a
     network call. All knowledge of how network events look is here: a
-    syscall in NETWORK_SYSCALLS, an optional `address` (text "HOST:PORT",
-    "[V6]:PORT", a Unix path, or a mapping with host/port) or failing that
-    `path`, an optional `family`. No such events: no network."""
+    syscall in NETWORK_SYSCALLS; the destination as `address` (text
+    "HOST:PORT", "[V6]:PORT", a Unix path, or a mapping with host/port), or
+    as `host` and `port` fields, or failing those as `path`; an optional
+    `family` (name or number). No such events: no network."""
     syscall = _get(ev, "syscall", "")
     if syscall not in NETWORK_SYSCALLS:
         return None
-    family = str(_get(ev, "family", "") or "").lower()
+    family = _get(ev, "family", "") or ""
+    family = FAMILY_NAMES.get(family, f"family {family}") if isinstance(family, int) else str(family).lower()
     if family in NOT_NETWORK_FAMILIES:
         return None
-    address = _get(ev, "address") or _get(ev, "path") or ""
-    verb = {"connect": "connected to", "socket": "opened a socket"}.get(syscall, "sent to")
+    address = _get(ev, "address") or ""
+    if not address and _get(ev, "host"):
+        address = _join(str(_get(ev, "host")), _get(ev, "port"))
+    address = address or _get(ev, "path") or ""
+    creates = syscall in ("socket", "socketcall")
+    verb = "connected to" if syscall == "connect" else "opened a socket" if creates else "sent to"
     if isinstance(address, Mapping):
         host = address.get("host") or address.get("ip") or address.get("addr") or ""
         port = address.get("port")
         address = _join(str(host), port) if host else (address.get("path") or "")
     address = str(address)
+    if family in WIRE_FAMILIES:
+        return NetworkUse(True, f"{verb} (a packet socket)" if not creates else "opened a packet socket")
     if not address:
         if family in LOCAL_FAMILIES:
-            return NetworkUse(False, f"{verb} (Unix socket)" if syscall != "socket" else "opened a Unix socket")
-        return NetworkUse(False, "opened a socket" if syscall == "socket" else f"{syscall} (no address recorded)")
-    if syscall == "socket":
+            return NetworkUse(False, "opened a Unix socket" if creates else f"{verb} a Unix socket")
+        shown = f" ({family.upper()})" if family else ""
+        return NetworkUse(False, f"opened a socket{shown}" if creates else f"{syscall} (no address recorded)")
+    if creates:
         verb = "opened a socket for"
     if family in LOCAL_FAMILIES or address.startswith(("/", "@", "unix:")):
         return NetworkUse(False, f"{verb} Unix socket {address}")

@@ -134,7 +134,11 @@ def test_a_test_killed_at_its_time_limit_gets_a_lower_bound_from_the_elapsed_tim
     ({"address": "pypi.org:443"}, True, "connected to pypi.org:443"),
     ({"address": {"host": "93.184.216.34", "port": 80}}, True, "connected to 93.184.216.34:80"),
     ({"address": {"host": "::1", "port": 80}}, False, "connected to [::1]:80 (loopback)"),
-    ({"family": "AF_UNIX"}, False, "connected to (Unix socket)"),
+    ({"family": "AF_UNIX"}, False, "connected to a Unix socket"),
+    ({"host": "10.0.0.1", "port": 443, "family": 2}, True, "connected to 10.0.0.1:443"),      # netguard's shape
+    ({"host": "::1", "port": 8080, "family": 10}, False, "connected to [::1]:8080 (loopback)"),
+    ({"host": "::ffff:127.0.0.1", "port": 1, "family": 10}, False, "connected to [::ffff:127.0.0.1]:1 (loopback)"),
+    ({"host": "::", "port": 1}, False, "connected to [::]:1 (loopback)"),
     ({"path": "connected to the isod daemon's socket to open a session (pid 7)"}, False,
      "connected to the isod daemon's socket to open a session (pid 7)"),
 ])
@@ -146,7 +150,13 @@ def test_other_network_calls():
     assert network_use(net("sendto", address="8.8.8.8:53")) == advice.NetworkUse(True, "sent to 8.8.8.8:53")
     assert network_use(net("sendmsg", address="127.0.0.1:53")).remote is False
     assert network_use(net("socket")) == advice.NetworkUse(False, "opened a socket")
+    assert network_use(net("socket", family=2, sock_type=1)) == advice.NetworkUse(False, "opened a socket (AF_INET)")
+    assert network_use(net("socketcall", family=10)) == advice.NetworkUse(False, "opened a socket (AF_INET6)")
     assert network_use(net("socket", family="AF_NETLINK")) is None          # the kernel, not a host
+    assert network_use(net("socket", family=16)) is None
+    assert network_use(net("socket", family=17)) == advice.NetworkUse(True, "opened a packet socket")
+    assert network_use(net("sendmsg", host="192.0.2.1", port=53, family=2)) == \
+        advice.NetworkUse(True, "sent to 192.0.2.1:53")
     assert network_use(net("openat", path="/etc/hosts")) is None
     assert network_use(execve("curl")) is None
 
