@@ -47,6 +47,8 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager) -> None:
         ("isod_timeout_medium", "time limit of medium tests in seconds (default 300)"),
         ("isod_timeout_large", "time limit of large tests in seconds (default 900)"),
         ("isod_timeout_xlarge", "time limit of xlarge tests in seconds (default 900)"),
+        ("isod_timeout_fixtures", "time limit of a test's setup and of its teardown in seconds, whatever "
+                                  "its size (default 60, or the size's limit if longer)"),
     ):
         try:
             parser.addini(name, help_text, default=None)

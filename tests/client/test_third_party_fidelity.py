@@ -1,8 +1,10 @@
 """A real third-party project's suite, fetched from the package registry by the
-test: outcome counts under `-p isod_client` (enforcement off) equal plain pytest's."""
+test: outcome counts under `-p isod_client` (enforcement off, strict with every
+test medium, strict with every test small) equal plain pytest's."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -45,6 +47,18 @@ def run(src: Path, *args: str) -> dict[str, int]:
 def test_outcome_counts_equal_plain_pytest(tmp_path, project, paths):
     src = fetch_sdist(project, tmp_path)
     plain = run(src, *paths)
-    isod = run(src, "-p", "isod_client", "--test-categories-enforcement=off", *paths)
     assert plain and plain.get("passed", 0) > 100, plain
-    assert isod == plain
+    # recorded only; every test in a spawning worker
+    assert run(src, "-p", "isod_client", "--test-categories-enforcement=off", *paths) == plain
+    # strict, every test medium: spawning workers, nothing denied
+    assert run(src, "-p", "isod_client", "--isod-default-size=medium", *paths) == plain
+    # strict, every test small: exactly the tests that create a process (TC003)
+    # or run past the small time limit (TC006) fail
+    report = tmp_path / "small.json"
+    small = run(src, "-p", "isod_client", "--isod-default-size=small", f"--isod-report={report}", *paths)
+    tests = json.loads(report.read_text())["tests"]
+    spawned = {t["nodeid"] for t in tests if any(c["decision"] == "deny" for c in t["commands"])}
+    slow = {t["nodeid"] for t in tests if "[TC006]" in json.dumps(t.get("interruption"))}
+    failed = {t["nodeid"] for t in tests if t["outcome"] == "failed"}
+    assert failed == spawned | slow, (failed, spawned, slow)
+    assert small.get("passed", 0) + len(failed) == plain["passed"], (small, plain)

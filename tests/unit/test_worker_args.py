@@ -11,14 +11,21 @@ pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.small
 
 
-def args_of(*argv):
-    return worker_args(SimpleNamespace(invocation_params=SimpleNamespace(args=argv)))
+def args_of(*argv, inipath=None):
+    return worker_args(SimpleNamespace(invocation_params=SimpleNamespace(args=argv), rootpath="/proj",
+                                       inipath=inipath))
 
 
 def test_arguments_pass_untouched():
     # -r takes a value: "-rx tests/" once became "-r tests/" (workers collected other paths)
     argv = ("-rx", "tests/", "-xvs", "-kx_and_y", "--maxfail", "3", "--isod-report", "r.json", "-p", "myplugin")
-    assert args_of(*argv) == ["-p", "isod_client", *argv]
+    assert args_of(*argv) == ["-p", "isod_client", "--rootdir=/proj", *argv]
+
+
+def test_the_clients_rootdir_and_ini_file_are_named():
+    """A path that exists only in the client (a report written since) must not move them."""
+    assert args_of("tests", inipath="/proj/pytest.ini") == ["-p", "isod_client", "--rootdir=/proj",
+                                                            "-c", "/proj/pytest.ini", "tests"]
 
 
 # what the client's list of client-only options stripped (git log -p worker_args.py), plus --sw-reset
