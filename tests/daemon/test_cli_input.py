@@ -197,7 +197,7 @@ def test_trace_refuses_an_unknown_backend_or_size():
 # --- isod ----------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "line"), [
     ([], "isod: the following arguments are required: command"),
-    (["nope"], "isod: argument command: invalid choice: 'nope' (choose from 'trace', 'serve', 'status')"),
+    (["nope"], "isod: argument command: invalid choice: 'nope' (choose from 'trace', 'serve', 'status', 'suggest')"),
     (["serve", "--bogus"], "isod: unrecognized arguments: --bogus"),
 ])
 def test_a_bad_command_is_one_line(args, line):
