@@ -23,6 +23,8 @@ def test_each_size_has_its_worker_class():
     assert {policy.worker_class(s) for s in (Size.MEDIUM, Size.LARGE, Size.XLARGE)} == {policy.SPAWNING_CLASS}
     # warn/off deny nothing: no test needs a supervisor
     assert policy.worker_class(Size.SMALL, enforcing=False) == policy.SPAWNING_CLASS
+    # ... unless only a trap can record (no process events connector): warn needs the record
+    assert policy.worker_class(Size.SMALL, enforcing=False, native_records=False) == policy.SMALL_CLASS
 
 
 @pytest.mark.parametrize("size", [Size.MEDIUM, Size.LARGE, Size.XLARGE])

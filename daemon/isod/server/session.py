@@ -95,7 +95,8 @@ class Session:
                 return
             self.items = list(msg.items)
             self.client_ids = {i.nodeid for i in self.items}
-            self.sched.load([(policy.worker_class(SIZE_FROM_PB.get(i.size), self.enforcing), i)
+            native_records = getattr(self.backends[policy.SPAWNING_CLASS], "records", True)
+            self.sched.load([(policy.worker_class(SIZE_FROM_PB.get(i.size), self.enforcing, native_records), i)
                              for i in self.items])
             for name, col in list(self.early_collections.items()):
                 if name in self.workers:
