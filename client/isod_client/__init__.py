@@ -35,6 +35,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager) -> None:
                          "(any enforcement; with --isod-report, the file has them too)")
     group.addoption("--isod-backend", default=None, choices=("auto", "seccomp", "ptrace"),
                     help="sandbox backend of the embedded daemon")
+    group.addoption("--isod-network", default=None, choices=("on", "off"),
+                    help="network rules of the sizes (TC001: small none, medium localhost only; "
+                         "default on; ini isod_network); off: process rules only")
     group.addoption("--isod-max-worker-restart", type=int, default=None, metavar="N",
                     help="stop the run after N worker crashes (default: 4 + workers)")
     if not _registered(parser, "--test-categories-enforcement") and not _test_categories_will_load(pluginmanager):
@@ -43,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager) -> None:
     for name, help_text in (
         ("test_categories_enforcement", "strict | warn | off (default strict under isod)"),
         ("isod_default_size", "size of unmarked tests (default small)"),
+        ("isod_network", "on | off: enforce the sizes' network rules (TC001; default on)"),
         ("isod_timeout_small", "time limit of small tests in seconds (default 1)"),
         ("isod_timeout_medium", "time limit of medium tests in seconds (default 300)"),
         ("isod_timeout_large", "time limit of large tests in seconds (default 900)"),

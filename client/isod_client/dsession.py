@@ -20,7 +20,7 @@ from _pytest.reports import TestReport
 from isod.policy import CLASSES, Size, worker_class
 from isod.v1 import isod_pb2 as pb
 
-from . import tc003
+from . import tc001, tc003
 from .daemon_link import Link, LinkError
 from .report_file import ReportFile
 from .sizes import fixture_limit, item_size, item_timeout, limits
@@ -42,6 +42,8 @@ class Controller:
         self.limits = limits(config)
         self.sizes: dict[str, tuple[Size, float]] = {}
         self.violators: list[tuple[str, list[str]]] = []
+        self.net_violators: list[tuple[str, list[str]]] = []    # TC001 (tc001.py)
+        self.network = tc001.enabled(config)                    # --isod-network on|off
         self.outside: list[pb.OutsideTests] = []     # calls made while no test ran, per worker
         self.unmarked = 0                            # tests without a size marker
         self.session_exit: pb.SessionExit | None = None   # a test called pytest.exit / raised KeyboardInterrupt
@@ -64,7 +66,8 @@ class Controller:
         if getattr(opts, "stepwise", False) or getattr(opts, "stepwise_skip", False):
             workers = 1   # --sw stops at the first failure in collection order: one worker keeps that order
         self.link.open_async(pb.SessionOpen(
-            python=sys.executable, cwd=str(self.config.invocation_params.dir), env=worker_env(self.config),
+            python=sys.executable, cwd=str(self.config.invocation_params.dir),
+            env=tc001.session_env(worker_env(self.config), self.network, self.enforcement),
             pytest_args=worker_args(self.config) + self._basetemp(), workers=workers,
             enforcement=ENFORCEMENT_TO_PB[self.enforcement],
             max_worker_restart=opts.isod_max_worker_restart or 0, class_hint=self._class_hint(),
@@ -205,12 +208,19 @@ class Controller:
         if res.HasField("interruption"):
             reports = self._interrupted(item, reports, res.interruption)
         lines = tc003.attempt_lines(res) if res.size == pb.SMALL else []
+        net = tc001.attempt_lines(res) if self.network else []
         if lines:
             self.violators.append((res.nodeid, lines))
+        if net:
+            self.net_violators.append((res.nodeid, net))
+        if lines or net:
             if self.enforcement == "strict":
-                reports = self._fail_with(item, reports, res)
+                reports = self._fail_with(item, reports, res)     # TC003 and TC001 both, when both
             elif self.enforcement == "warn":
-                self._warn(item, tc003.message(res))
+                if lines:
+                    self._warn(item, tc003.message(res))
+                if net:
+                    self._warn(item, tc001.message(res))
         if self.enforcement == "warn":
             size, limit = self.sizes.get(res.nodeid, (self.default_size, 0.0))
             took = sum(r.duration for r in reports)
@@ -250,10 +260,11 @@ class Controller:
         dropped (one outcome per test in the summary and --junitxml), and
         what failed in them is kept in the TC003 text."""
         by_when = {r.when: r for r in reports}
-        phase = tc003.first_phase(res)
+        network = getattr(self, "network", True)
+        phase = tc001.first_phase(res)
         target = by_when.get(phase) or by_when.get("call") or (reports[-1] if reports else None)
         if target is None:
-            return [_report(item, "call", "failed", tc003.longrepr(res, item.location), 0.0)]
+            return [_report(item, "call", "failed", tc001.longrepr(res, item.location, network=network), 0.0)]
         failed = [target] if target.failed and target.longrepr is not None else []
         if target.when == "setup":
             calls = [r for r in reports if r.when == "call"]
@@ -263,7 +274,7 @@ class Controller:
             reports = [r for r in reports if r.when != "call"]
         previous = "\n\n".join(r.longreprtext for r in failed) or None
         target.outcome = "failed"
-        target.longrepr = tc003.longrepr(res, item.location, previous)
+        target.longrepr = tc001.longrepr(res, item.location, previous, network)
         if hasattr(target, "wasxfail"):
             del target.wasxfail
         return reports
@@ -306,9 +317,10 @@ class Controller:
                 terminalreporter.write_line(f"    {line}")
             if len(late) > 20:
                 terminalreporter.write_line(f"    ... and {len(late) - 20} more (--isod-report has them all)")
+        verb = {"strict": "failed", "warn": "warned", "off": "recorded"}[self.enforcement]
+        tc001.summary(terminalreporter, self.net_violators, verb)
         if not self.violators:
             return
-        verb = {"strict": "failed", "warn": "warned", "off": "recorded"}[self.enforcement]
         terminalreporter.section("isod: small tests that tried to create processes", sep="-", yellow=True)
         for nodeid, lines in self.violators:
             terminalreporter.write_line(f"{nodeid} ({verb})")

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from . import policy
 from .sandbox import Box, Event, ProcEvent, SandboxError, open_backend
+from .sandbox.events import network_text
 from .sandbox.proc_connector import open_connector
 from .sandbox.watch import WatchBackend
 
@@ -100,7 +101,7 @@ class TreePrinter:
             self._wake.notify()
 
     def trap(self, _box: Box, ev: Event) -> None:
-        if ev.decision == "deny":
+        if ev.decision == "deny" or (ev.syscall == "socketcall" and ev.decision == "enosys"):
             self.denied.append(ev)
         if ev.syscall in ("execve", "execveat") and ev.decision == "allow" and self._found(ev):
             self.execs += 1
@@ -126,6 +127,13 @@ class TreePrinter:
         if ev.tid != ev.pid:
             head += f"/{ev.tid}"
         mark = "" if ev.decision == "allow" else f"   <-- DENIED (EPERM) [{self.rule_name}]"
+        if ev.syscall in policy.NETWORK_CALLS and (ev.family or ev.syscall != "connect"):
+            # socket(AF_INET, SOCK_STREAM); connect 10.0.0.1:443 (the cgroup hooks')
+            if ev.syscall == "socketcall":
+                mark = f"   <-- DENIED (ENOSYS: i386 socketcall) [{self.rule_name}]"
+            elif ev.decision == "allow" and ev.syscall != "socket":
+                mark = f"   (recorded, not denied) [{self.rule_name}]"
+            return f"{head} {network_text(ev)}{mark}"
         if ev.syscall in ("execve", "execveat"):
             cmd = shlex.join(ev.argv) if ev.argv else ev.path
             extra = f"   [{ev.path}]" if ev.argv and ev.path != ev.argv[0] else ""
@@ -246,6 +254,8 @@ def run(cmd: list[str], size: str | None, as_json: bool, out: TextIO, backend_na
         status = box.popen.wait()
         box.released.wait()          # every process of the tree is gone
         wall = time.monotonic_ns() - t0
+        box.settle()                 # what the network hooks recorded last
+        box.release()
         if connector is not None:
             _wait_exits(connector, box.pid, 0.02)
     finally:

@@ -54,6 +54,10 @@
 #define I386_CLONE 120
 #define I386_PTRACE 26
 #define NR_CLONE3 435 /* same on both */
+#define X64_SOCKET 41
+#define I386_SOCKET 359
+#define I386_SOCKETCALL 102 /* i386 only: its arguments are an array in memory */
+#define SYS_SOCKET 1        /* socketcall's call number of socket() */
 
 struct notif {              /* struct seccomp_notif */
     uint64_t id;
@@ -398,6 +402,7 @@ static PyObject *notif_receive(PyObject *self, PyObject *const *args, Py_ssize_t
     struct execbuf *b = NULL;
     int err = 0, valid = 0, cut = 0, tgid = 0, ppid = 0;
     uint64_t flags = 0;
+    uint32_t net[3] = {0, 0, 0};   /* socket(): family, type, protocol */
     int64_t t0 = 0;
 
     Py_BEGIN_ALLOW_THREADS
@@ -431,6 +436,15 @@ static PyObject *notif_receive(PyObject *self, PyObject *const *args, Py_ssize_t
             need_ids = !(flags & ISOD_CLONE_THREAD);   /* a thread: answered ENOSYS, not recorded */
         } else if (n.nr == (i386 ? I386_CLONE : X64_CLONE) || n.nr == (i386 ? I386_PTRACE : X64_PTRACE)) {
             flags = n.args[0];                      /* clone: its flags; ptrace: the request */
+        } else if (n.nr == (i386 ? I386_SOCKET : X64_SOCKET)) {
+            net[0] = (uint32_t)n.args[0];           /* registers: what the kernel will use */
+            net[1] = (uint32_t)n.args[1];
+            net[2] = (uint32_t)n.args[2];
+        } else if (i386 && n.nr == I386_SOCKETCALL) {
+            flags = n.args[0];                      /* the call; its arguments, for the record only */
+            uint32_t w[3];
+            if (flags == SYS_SOCKET && n.args[1] && read_mem(tid, n.args[1], w, sizeof w) == sizeof w)
+                memcpy(net, w, sizeof w);
         }
         if (need_ids) {
             /* while the caller is held: once answered it may exit at once */
@@ -467,9 +481,10 @@ static PyObject *notif_receive(PyObject *self, PyObject *const *args, Py_ssize_t
         argv = PyList_New(0);
     }
     if (path != NULL && argv != NULL && cwd != NULL) {
-        out = Py_BuildValue("(KIiiiINNNKOL)", (unsigned long long)n.id, (unsigned)n.pid, tgid, ppid,
+        out = Py_BuildValue("(KIiiiINNNKOL(III))", (unsigned long long)n.id, (unsigned)n.pid, tgid, ppid,
                             (int)n.nr, (unsigned)n.arch, path, argv, cwd, (unsigned long long)flags,
-                            (valid && !cut) ? Py_True : Py_False, (long long)t0);
+                            (valid && !cut) ? Py_True : Py_False, (long long)t0,
+                            (unsigned)net[0], (unsigned)net[1], (unsigned)net[2]);
         path = argv = cwd = NULL;   /* stolen (N) */
     }
     Py_XDECREF(path);
@@ -532,10 +547,11 @@ static PyObject *notif_wait(PyObject *self, PyObject *const *args, Py_ssize_t na
 static PyMethodDef methods[] = {
     {"receive", (PyCFunction)(void (*)(void))notif_receive, METH_FASTCALL,
      "receive(listener_fd, cache=None) -> (id, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete,"
-     " t_recv_ns) or None if the caller went away.\n\nRECV one notification and read what the decision and the"
+     " t_recv_ns, (family, type, protocol)) or None if the caller went away.\n\nRECV one notification and read what the decision and the"
      " record need while the caller is held (GIL released). path/argv/cwd: execve/execveat, decoded as"
      " os.fsdecode; flags:"
-     " clone/ptrace arg0, execveat arg4, clone3 clone_args.flags; complete: ID_VALID held and nothing was cut"
+     " clone/ptrace arg0, execveat arg4, clone3 clone_args.flags, i386 socketcall its call; family/type/protocol:"
+     " socket()'s arguments (for socketcall(SYS_SOCKET) read from memory); complete: ID_VALID held and nothing was cut"
      " (256 args, 4096 bytes each). tgid/ppid are not read for a clone3 with CLONE_THREAD."},
     {"wait", (PyCFunction)(void (*)(void))notif_wait, METH_FASTCALL,
      "wait(epoll_fd, spin_ns) -> [(fd, events)]: what select.epoll.poll(0) gives, polled without blocking"

@@ -25,9 +25,20 @@ NOTIFIED = ("fork", "vfork", "execve", "execveat", "clone3", "ptrace")
 # operations bypass seccomp, and event loops (libuv, uvloop) that get ENOSYS
 # fall back to plain syscalls. A ring cannot create a process: no violation.
 ENOSYS_IN_FILTER = ("io_uring_setup",)
+# socket(): trapped unless its family is AF_UNIX (1) or AF_NETLINK (16), the
+# local families event loops and libc use all the time; the supervisor
+# decides the others by the family (policy.LOCAL_FAMILIES), a register. One
+# rule per range (libseccomp takes one comparison per argument and rule):
+# 0, 2-3, 4-7, 8-15, above 16. The masked ranges ignore the upper 32 bits (the
+# kernel reads an int); "above 16" compares all 64, so an AF_UNIX with garbage
+# in the upper half is trapped too and let through by the supervisor.
+SOCKET_TRAPPED = (
+    (sc.LT, 1, None), (sc.MASKED_EQ, 0xFFFFFFFE, 2), (sc.MASKED_EQ, 0xFFFFFFFC, 4),
+    (sc.MASKED_EQ, 0xFFFFFFF8, 8), (sc.GT, 16, None),
+)
 
 
-def _build(trace_action: int | None) -> sc.SyscallFilter:
+def _build(trace_action: int | None, network: bool = True) -> sc.SyscallFilter:
     action = sc.NOTIFY if trace_action is None else trace_action
     f = sc.SyscallFilter(sc.ALLOW)
     f.set_attr(sc.Attr.ACT_BADARCH, sc.ERRNO(errno.ENOSYS))
@@ -43,17 +54,27 @@ def _build(trace_action: int | None) -> sc.SyscallFilter:
         # tracer clears the flag (user notification needs no tracer).
         both = CLONE_THREAD | CLONE_UNTRACED
         f.add_rule(action, "clone", sc.Arg(0, sc.MASKED_EQ, both, both))
+    if network:
+        for op, a, b in SOCKET_TRAPPED:
+            f.add_rule(action, "socket", sc.Arg(0, op, a) if b is None else sc.Arg(0, op, a, b))
+        # i386: the socketcall multiplexer's arguments are in memory, which a
+        # decision must not depend on; the supervisor answers it ENOSYS (glibc
+        # has made direct socket syscalls on i386 since Linux 4.3) and records
+        # a socket() through it. On x86_64 it does not exist (libseccomp
+        # skips it there).
+        f.add_rule(action, "socketcall")
     return f
 
 
 @functools.cache
-def program(trace_action: int | None = None) -> bytes:
+def program(trace_action: int | None = None, network: bool = True) -> bytes:
     """Raw BPF (struct sock_filter[]) for the trap set; cached per process.
 
     ``trace_action`` replaces USER_NOTIF (the ptrace backend uses
-    SECCOMP_RET_TRACE); None means user notification.
+    SECCOMP_RET_TRACE); None means user notification. ``network``: trap
+    socket() of network families and i386 socketcall (--isod-network on).
     """
-    f = _build(trace_action)
+    f = _build(trace_action, network)
     with tempfile.TemporaryFile() as tmp:
         f.export_bpf(tmp)
         tmp.seek(0)
@@ -63,9 +84,9 @@ def program(trace_action: int | None = None) -> bytes:
     return data
 
 
-def pfc(trace_action: int | None = None) -> str:
+def pfc(trace_action: int | None = None, network: bool = True) -> str:
     """Human-readable form of the filter, for `isod trace --explain` and docs."""
-    f = _build(trace_action)
+    f = _build(trace_action, network)
     r, w = os.pipe()
     try:
         f.export_pfc(os.fdopen(w, "wb", closefd=False))

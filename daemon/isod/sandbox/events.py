@@ -12,6 +12,31 @@ ALLOW = "allow"
 DENY = "deny"
 ENOSYS = "enosys"      # clone3 answered ENOSYS so that libc falls back to clone
 
+# recorded network calls: socket creation (small workers' seccomp filter, or
+# the cgroup hook), the i386 socketcall multiplexer, and the cgroup hooks'
+# connect and UDP sendmsg
+NETWORK_CALLS = ("socket", "socketcall", "connect", "sendmsg")
+FAMILIES = {2: "AF_INET", 10: "AF_INET6", 17: "AF_PACKET", 16: "AF_NETLINK", 1: "AF_UNIX", 40: "AF_VSOCK"}
+SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
+
+
+def family_name(family: int) -> str:
+    return FAMILIES.get(family, f"family {family}")
+
+
+def address_text(host: str, port: int) -> str:
+    """10.0.0.1:443, [::1]:80"""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def network_text(ev) -> str:
+    """`connect 10.0.0.1:443`, `socket(AF_INET, SOCK_STREAM)`: what the call asked for
+    (an Event or its wire form, which have the same field names)."""
+    if ev.syscall in ("connect", "sendmsg") and ev.host:
+        return f"{ev.syscall} {address_text(ev.host, ev.port)}"
+    kind = SOCK_TYPES.get(ev.sock_type, str(ev.sock_type))
+    return f"{ev.syscall}({family_name(ev.family)}, {kind})"
+
 
 @dataclass(slots=True)
 class Event:
@@ -29,6 +54,12 @@ class Event:
     clone_flags: int = 0
     argv_complete: bool = True   # False when the caller died or the read was cut
     child: int = 0               # fork/clone seen by the process events connector: the new pid
+    # network calls (socket, socketcall, connect, sendmsg): what the kernel was asked for
+    family: int = 0              # AF_INET 2, AF_INET6 10, AF_PACKET 17, ...
+    sock_type: int = 0           # SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_RAW 3 (flags masked off)
+    protocol: int = 0
+    host: str = ""               # connect / sendmsg: the destination address ("" for socket)
+    port: int = 0
 
     def command(self) -> str:
         """The attempted command, quoted as a shell would."""
@@ -44,6 +75,8 @@ class Event:
             return f"{self.syscall}: {cmd}"
         if self.syscall in ("clone", "clone3"):
             return f"{self.syscall}(flags={self.clone_flags:#x})"
+        if self.syscall in NETWORK_CALLS:
+            return network_text(self)
         return self.syscall
 
     def to_dict(self) -> dict:

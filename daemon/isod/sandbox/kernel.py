@@ -25,11 +25,12 @@ NR_PIDFD_OPEN = 434
 SYSCALLS = {
     "x86_64": {
         "fork": 57, "vfork": 58, "execve": 59, "clone": 56, "execveat": 322,
-        "clone3": 435, "ptrace": 101, "io_uring_setup": 425,
+        "clone3": 435, "ptrace": 101, "io_uring_setup": 425, "socket": 41,
     },
     "i386": {
         "fork": 2, "vfork": 190, "execve": 11, "clone": 120, "execveat": 358,
-        "clone3": 435, "ptrace": 26, "io_uring_setup": 425,
+        "clone3": 435, "ptrace": 26, "io_uring_setup": 425, "socket": 359,
+        "socketcall": 102,   # the multiplexer: its arguments are in memory
     },
 }
 AUDIT_ARCH_X86_64 = 0xC000003E

@@ -30,6 +30,7 @@ import errno
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -39,7 +40,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from .. import policy
 from ..policy import IDLE, Rule
-from . import kernel, ptrace_popen
+from . import kernel, netguard, ptrace_popen
 from . import ptrace_calls as pt
 from .box import Box, EventSink, SandboxError
 from .events import ALLOW, DENY, ENOSYS, Event
@@ -116,7 +117,15 @@ class PtraceBackend:
     def spawn(self, argv: list[str], *, rule: Rule = IDLE, on_event: EventSink | None = None,
               **popen_kwargs) -> Box:
         """Start argv traced; returns once it is attached and its filter is in place."""
-        launch = LauncherProcess(argv, "trace", self._program, **popen_kwargs)
+        guard, net, _why = netguard.prepare(popen_kwargs, None if rule is IDLE else rule.name)
+        program = self._program if net.network or not self._program else pt.filter_program(network=False)
+        try:
+            launch = LauncherProcess(argv, "trace", program, **popen_kwargs)
+        except BaseException:
+            if guard is not None:
+                guard.close()
+            raise
+        box = None
         try:
             msg = _read(launch)
             if msg != b"ready":
@@ -138,9 +147,13 @@ class PtraceBackend:
                                    "(ISOD_PTRACE_MODE=events traces fork/exec events without seccomp)")
             if msg != b"ok":
                 launch.fail(msg)
+            netguard.attach_tree(guard, net, box, None if rule is IDLE else rule.name)
+            guard = None
             return box
         finally:
             launch.sock.close()
+            if guard is not None:
+                guard.close()
 
     def close(self) -> None:
         """Kill every traced tree, reap it, stop the tracer thread."""
@@ -384,6 +397,11 @@ class PtraceBackend:
                 if ppid not in self._trees and ppid != os.getpid():
                     self._add_child(tree, orphan, time.monotonic_ns())
             if not tree.tids:
+                if tree.box.net is not None:
+                    try:
+                        tree.box.net.close()    # what its network hooks recorded, into the box
+                    except OSError:
+                        pass
                 self._deliver_all()    # the owner sees every event before `released`
                 tree.box.released.set()
 
@@ -423,8 +441,21 @@ class PtraceBackend:
         path = cwd = ""
         argv: list[str] = []
         flags = 0
+        net = (0, 0, 0)
         cut = False
-        if name in _EXECS:
+        if name == "socket":
+            net = (a[0] & 0xFFFFFFFF, a[1] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF)
+            if not policy.is_network_family(net[0]):
+                self._resume(tid)      # a local family: decided on a register, not recorded
+                return
+        elif name == "socketcall":
+            flags = a[0]
+            raw = mem.read(tid, a[1], 12) if flags == policy.SYS_SOCKET and a[1] else b""
+            net = struct.unpack("=III", raw) if len(raw) == 12 else (0, 0, 0)
+            if flags != policy.SYS_SOCKET or not policy.is_network_family(net[0]):
+                self._fail(tid, _ENOSYS)   # never let it run (its arguments are in memory); not recorded
+                return
+        elif name in _EXECS:
             path_addr, argv_addr = (a[0], a[1]) if name == "execve" else (a[1], a[2])
             raw, cut = mem.string_cut(tid, path_addr)
             args, cut_argv = mem.argv(tid, argv_addr, 4 if arch == _I386 else 8)
@@ -462,17 +493,22 @@ class PtraceBackend:
         rule = box.rule_for(tid, name)
         box.inflight += 1      # answered from here on, recorded below (see Box.settle)
         try:
-            if name == "clone3":
-                decision = ENOSYS      # never let a clone3 run: its flags may change after the check
+            if name in ("clone3", "socketcall"):
+                decision = ENOSYS      # never let it run: its flags / arguments may change after the check
                 valid = self._fail(tid, _ENOSYS)
-            elif policy.decide(rule, name):
+            elif policy.decide(rule, name, net[0]):
                 decision = ALLOW
                 valid = self._resume(tid)
             else:
                 decision = DENY
                 valid = self._fail(tid, _EPERM)
-            ev = Event(t0, tgid, tid, ppid, name, kernel.ABI_OF_ARCH.get(arch) or hex(arch), decision,
-                       time.monotonic_ns() - t0, path, argv, cwd, flags, valid and not cut)
+            abi = kernel.ABI_OF_ARCH.get(arch) or hex(arch)
+            if net[0]:
+                ev = Event(t0, tgid, tid, ppid, name, abi, decision, time.monotonic_ns() - t0,
+                           argv_complete=valid, family=net[0], sock_type=net[1] & 0xF, protocol=net[2])
+            else:
+                ev = Event(t0, tgid, tid, ppid, name, abi, decision, time.monotonic_ns() - t0, path, argv, cwd,
+                           flags, valid and not cut)
             box.record(ev)
         finally:
             box.inflight -= 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import struct
 import tempfile
 
@@ -138,9 +139,10 @@ class SyscallInfo:
 TRACE_DATA = 0x150D
 
 
-def filter_program() -> bytes:
+@functools.cache
+def filter_program(network: bool = True) -> bytes:
     """The trap set of bpf.py with SECCOMP_RET_TRACE, plus seccomp(NEW_LISTENER)."""
-    f = bpf._build(sc.TRACE(TRACE_DATA))
+    f = bpf._build(sc.TRACE(TRACE_DATA), network)
     f.add_rule(sc.TRACE(TRACE_DATA), "seccomp",
                sc.Arg(1, sc.MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER))
     with tempfile.TemporaryFile() as tmp:

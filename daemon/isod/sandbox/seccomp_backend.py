@@ -25,7 +25,7 @@ from collections import deque
 
 from .. import policy
 from ..policy import IDLE, Rule
-from . import bpf, kernel
+from . import bpf, kernel, netguard
 from .box import Box, EventSink
 from .events import ALLOW, DENY, ENOSYS, Event
 from .spawn import LauncherProcess
@@ -42,6 +42,8 @@ _I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
 _NAME_OF = kernel.NAME_OF
 _ABI_OF_ARCH = kernel.ABI_OF_ARCH
 _decide = policy.decide
+_is_network_family = policy.is_network_family
+_SYS_SOCKET = policy.SYS_SOCKET
 _monotonic_ns = time.monotonic_ns
 SPIN_NS = 25_000         # after an answer, poll this long for the next trap before sleeping
 STALE_NS = 100_000_000   # an on_event call waits at most this long in a burst of traps (then one per trap)
@@ -79,10 +81,22 @@ class SeccompBackend:
     # --- owner side -------------------------------------------------------
     def spawn(self, argv: list[str], *, rule: Rule = IDLE, on_event: EventSink | None = None,
               **popen_kwargs) -> Box:
-        """Start argv in a new sandbox; returns once the filter is in place."""
-        launch = LauncherProcess(argv, "notif", self._program, **popen_kwargs)
-        box = Box(launch.popen, rule, None)
-        listener = launch.receive_listener()
+        """Start argv in a new sandbox; returns once the filter is in place.
+
+        Network (env ISOD_NETWORK, ISOD_ENFORCEMENT; docs/kernel-notes.md,
+        network): the filter traps socket() of network families, and the
+        tree gets the cgroup socket hooks where the kernel allows them."""
+        guard, net, _why = netguard.prepare(popen_kwargs, None if rule is IDLE else rule.name)
+        program = self._program if net.network else bpf.program(network=False)
+        try:
+            launch = LauncherProcess(argv, "notif", program, **popen_kwargs)
+            box = Box(launch.popen, rule, None)
+            listener = launch.receive_listener()
+        except BaseException:
+            if guard is not None:
+                guard.close()
+            raise
+        netguard.attach_tree(guard, net, box, None if rule is IDLE else rule.name)
         if on_event is not None:
             # Box.record queues the call; the supervisor makes it when no trap waits (see _loop)
             later = self._later
@@ -139,7 +153,7 @@ class SeccompBackend:
                     if mask & _EPOLLIN:
                         self._answer(fd, box, caches.get(fd))
                     elif mask & (_EPOLLHUP | _EPOLLERR):
-                        self._release(fd)
+                        self._release(fd, gone=True)
                 except Exception as e:  # never leave a tree waiting on a dead loop
                     self._failed(fd, box, e)
             if later and later[0][3].t_ns < _monotonic_ns() - STALE_NS:
@@ -162,7 +176,10 @@ class SeccompBackend:
                          "closing its listener (its traps now fail with ENOSYS)\n")
         self._release(fd)
 
-    def _release(self, fd: int) -> None:
+    def _release(self, fd: int, gone: bool = False) -> None:
+        """Stop supervising a tree; ``gone``: every task of it has exited."""
+        if gone and fd in self._boxes:
+            _tree_gone(self._boxes[fd])
         if fd in self._boxes:
             self._deliver_all()    # the owner sees every event before `released`
         box = self._boxes.pop(fd, None)
@@ -181,7 +198,7 @@ class SeccompBackend:
         got = self._receive(fd, cache)
         if got is None:           # the caller went away first
             return
-        nid, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete, t0 = got
+        nid, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete, t0, net = got
         name = _NAME_OF.get((arch, nr)) or f"syscall{nr}"
         send = self._send
         if name == "clone3" and flags & _CLONE_THREAD:
@@ -189,22 +206,49 @@ class SeccompBackend:
             # which the filter allows without asking. Not recorded.
             send(fd, nid, -errno.ENOSYS, 0)
             return
+        if name == "socket" and not _is_network_family(net[0]):
+            # a local family (AF_ALG, AF_KEY, ...; the filter lets AF_UNIX and
+            # AF_NETLINK through itself): decided on a register, not recorded
+            send(fd, nid, 0, _CONTINUE)
+            return
         rule = box.rule_for(tid, name)
         box.inflight += 1      # answered from here on, recorded below (see Box.settle)
         if name == "clone3":
             decision = ENOSYS       # never CONTINUE a clone3: its flags may change after the check
             send(fd, nid, -errno.ENOSYS, 0)
-        elif _decide(rule, name):
+        elif name == "socketcall":
+            # i386 multiplexer: never CONTINUE (its arguments are in memory);
+            # recorded when it asked for an inet (or other network) socket
+            send(fd, nid, -errno.ENOSYS, 0)
+            if flags != _SYS_SOCKET or not _is_network_family(net[0]):
+                box.inflight -= 1
+                return
+            decision = ENOSYS
+        elif _decide(rule, name, net[0]):
             decision = ALLOW
             send(fd, nid, 0, _CONTINUE)
         else:
             decision = DENY
             send(fd, nid, -errno.EPERM, 0)
         t1 = _monotonic_ns()
-        ev = Event(t0, tgid, tid, ppid, name, _ABI_OF_ARCH.get(arch) or hex(arch), decision, t1 - t0,
-                   path, argv, cwd, flags, complete)
+        if net[0] and (name == "socket" or name == "socketcall"):
+            ev = Event(t0, tgid, tid, ppid, name, _ABI_OF_ARCH.get(arch) or hex(arch), decision, t1 - t0,
+                       argv_complete=complete, family=net[0], sock_type=net[1] & 0xF, protocol=net[2])
+        else:
+            ev = Event(t0, tgid, tid, ppid, name, _ABI_OF_ARCH.get(arch) or hex(arch), decision, t1 - t0,
+                       path, argv, cwd, flags, complete)
         box.record(ev)
         box.inflight -= 1
+
+
+def _tree_gone(box: Box) -> None:
+    """Its network hooks recorded all they will: into the box, and let go of
+    the kernel objects (the owner may never call release())."""
+    if box.net is not None:
+        try:
+            box.net.close()
+        except OSError:
+            pass
 
 
 # --- the kernel side of one notification, in pure Python ---------------------
@@ -212,7 +256,8 @@ class SeccompBackend:
 # the extension is missing or ISOD_NO_C=1.
 def _py_receive(fd: int, mem: kernel.MemReader):
     """(id, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete,
-    t_recv_ns) or None if the caller went away; see _notif.receive."""
+    t_recv_ns, (family, type, protocol)) or None if the caller went away;
+    see _notif.receive."""
     buf = bytearray(kernel.NOTIF.size)
     try:
         fcntl.ioctl(fd, kernel.IOCTL_NOTIF_RECV, buf, True)
@@ -226,6 +271,7 @@ def _py_receive(fd: int, mem: kernel.MemReader):
     path = cwd = ""
     argv: list[str] = []
     flags = 0
+    net = (0, 0, 0)
     cut = False
     if name == "execve" or name == "execveat":
         path_addr, argv_addr = (a0, a1) if name == "execve" else (a1, a2)
@@ -244,14 +290,21 @@ def _py_receive(fd: int, mem: kernel.MemReader):
         raw = mem.read(tid, a0, 8) if a0 else b""
         flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
         if flags & _CLONE_THREAD:     # answered ENOSYS, not recorded: nothing more to read
-            return nid, tid, tid, 0, nr, arch, path, argv, cwd, flags, False, t0
+            return nid, tid, tid, 0, nr, arch, path, argv, cwd, flags, False, t0, net
     elif name == "clone" or name == "ptrace":
         flags = a0   # clone: its flags; ptrace: the request
+    elif name == "socket":
+        net = (a0 & 0xFFFFFFFF, a1 & 0xFFFFFFFF, a2 & 0xFFFFFFFF)
+    elif name == "socketcall":
+        flags = a0   # the call; its arguments for the record only
+        raw = mem.read(tid, a1, 12) if a0 == _SYS_SOCKET and a1 else b""
+        if len(raw) == 12:
+            net = struct.unpack("=III", raw)
     # while the caller is held: once answered it may exit at once (a denied
     # caller, or a short program it execs) and /proc/TID with it
     tgid, ppid = _ids(tid)
     valid = _id_valid(fd, nid)
-    return nid, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, valid and not cut, t0
+    return nid, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, valid and not cut, t0, net
 
 
 def _py_send(fd: int, nid: int, error: int, flags: int) -> bool:

@@ -16,6 +16,7 @@ import threading
 import time
 
 from ..policy import IDLE, Rule
+from . import netguard
 from .box import Box, EventSink
 from .events import ALLOW, Event, ProcEvent
 from .proc_connector import ProcConnector, open_connector
@@ -37,9 +38,20 @@ class WatchBackend:
     def spawn(self, argv: list[str], *, rule: Rule = IDLE, on_event: EventSink | None = None,
               on_proc=None, **popen_kwargs) -> Box:
         """Start argv; returns once the tree is followed (before it can fork).
-        ``on_proc`` also gets the raw fork/exec/exit events."""
-        launch = LauncherProcess(argv, "none", b"", **popen_kwargs)
-        launch.ready()
+        ``on_proc`` also gets the raw fork/exec/exit events.
+
+        Network (env ISOD_NETWORK, ISOD_ENFORCEMENT): where the kernel allows
+        it, the tree is in a cgroup with isod's socket hooks before it runs
+        its first instruction; its mode follows the running test's size
+        (netguard.py, docs/kernel-notes.md, network)."""
+        guard, net, _why = netguard.prepare(popen_kwargs, None if rule is IDLE else rule.name)
+        try:
+            launch = LauncherProcess(argv, "none", b"", **popen_kwargs)
+            launch.ready()
+        except BaseException:
+            if guard is not None:
+                guard.close()
+            raise
         box = Box(launch.popen, rule, on_event)
         box.launch_rule = None
         box.rule = rule
@@ -61,6 +73,7 @@ class WatchBackend:
             self.connector.follow(root, sink)
             box.flush = self.connector.sync
             box.on_release = lambda: self.connector.unfollow(root)
+        netguard.attach_tree(guard, net, box, None if rule is IDLE else rule.name)
         launch.go()
         box.released.set()       # no supervisor holds anything of this tree
         return box

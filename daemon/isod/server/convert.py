@@ -16,5 +16,5 @@ def event_to_pb(ev: Event, phase: str = "", offset_s: float = 0.0) -> pb.SpawnEv
         t_ns=ev.t_ns, pid=ev.pid, tid=ev.tid, ppid=ev.ppid, syscall=ev.syscall, abi=ev.abi,
         decision=ev.decision, latency_ns=ev.latency_ns, path=text(ev.path), argv=texts(ev.argv), cwd=text(ev.cwd),
         clone_flags=ev.clone_flags, argv_complete=ev.argv_complete, phase=phase, offset_s=offset_s,
-        child_pid=ev.child,
+        child_pid=ev.child, family=ev.family, sock_type=ev.sock_type, protocol=ev.protocol, host=ev.host, port=ev.port,
     )

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from ..sandbox import netguard
+
 GiB = 1 << 30
 CGROUP_FS = "/sys/fs/cgroup"
 
@@ -261,6 +263,16 @@ class TreeLimits:
                     self.notes.append(f"cannot move worker {worker_pid} into {cg.path}: {e.strerror}")
                     cg.remove()
                     self._cgroups = {c: other for c, other in self._cgroups.items() if other is not cg}
+        # the network rules (sandbox/netguard.py): the tree is in a cgroup of
+        # the guard's own since its launch; a v2 cgroup of ours just took it
+        # out of that one, so the guard's hooks go on ours too
+        self.net = netguard.for_pid(worker_pid)
+        for cg in self._unique_cgroups():
+            if self.net is not None and cg.version == 2:
+                try:
+                    self.net.guard.attach(cg.path)
+                except OSError as e:
+                    self.notes.append(f"network rules not attached to {cg.path}: {e.strerror or e}")
         if "pids" not in self._cgroups:
             root = " (and root, like anything with CAP_SYS_RESOURCE, ignores it)" if os.geteuid() == 0 else ""
             self.notes.append(f"no pids cgroup: using RLIMIT_NPROC, counted per uid{root}")
@@ -280,7 +292,10 @@ class TreeLimits:
 
     # --- at test start -----------------------------------------------------
     def apply(self, size_name: str, config: LimitsConfig | None = None) -> None:
-        """Set the limits of this size for the tree (the running test's size)."""
+        """Set the limits of this size for the tree (the running test's size),
+        and its network rule unless the worker set that itself already."""
+        if self.net is not None:
+            self.net.set_size(size_name)
         want = (config or self.config).for_size(size_name)
         if want == self.applied:
             return

@@ -191,7 +191,7 @@ class PhaseReport(_message.Message):
     def __init__(self, when: _Optional[str] = ..., report_json: _Optional[bytes] = ..., t_ns: _Optional[int] = ...) -> None: ...
 
 class SpawnEvent(_message.Message):
-    __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s", "child_pid")
+    __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s", "child_pid", "family", "sock_type", "protocol", "host", "port")
     T_NS_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     TID_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +208,11 @@ class SpawnEvent(_message.Message):
     PHASE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_S_FIELD_NUMBER: _ClassVar[int]
     CHILD_PID_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    SOCK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
     t_ns: int
     pid: int
     tid: int
@@ -224,7 +229,12 @@ class SpawnEvent(_message.Message):
     phase: str
     offset_s: float
     child_pid: int
-    def __init__(self, t_ns: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., ppid: _Optional[int] = ..., syscall: _Optional[str] = ..., abi: _Optional[str] = ..., decision: _Optional[str] = ..., latency_ns: _Optional[int] = ..., path: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., clone_flags: _Optional[int] = ..., argv_complete: _Optional[bool] = ..., phase: _Optional[str] = ..., offset_s: _Optional[float] = ..., child_pid: _Optional[int] = ...) -> None: ...
+    family: int
+    sock_type: int
+    protocol: int
+    host: str
+    port: int
+    def __init__(self, t_ns: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., ppid: _Optional[int] = ..., syscall: _Optional[str] = ..., abi: _Optional[str] = ..., decision: _Optional[str] = ..., latency_ns: _Optional[int] = ..., path: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., clone_flags: _Optional[int] = ..., argv_complete: _Optional[bool] = ..., phase: _Optional[str] = ..., offset_s: _Optional[float] = ..., child_pid: _Optional[int] = ..., family: _Optional[int] = ..., sock_type: _Optional[int] = ..., protocol: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
 
 class Intent(_message.Message):
     __slots__ = ("event", "argv", "tid", "offset_s", "site")

@@ -30,7 +30,7 @@ import pytest
 from isod import channel, policy, wire
 from isod.v1 import isod_pb2 as pb
 
-from . import phases, xdist_compat
+from . import netmode, phases, xdist_compat
 
 ENV_FD = "ISOD_WORKER_FD"
 
@@ -49,6 +49,29 @@ _AUDITED = {
     # no Python-level event announces. Best effort: ctypes caches lookups.
     "ctypes.dlsym": lambda a: [a[1] if isinstance(a[1], str) else repr(a[1])],
 }
+
+
+def _inet(address) -> list[str] | None:
+    """[host, port] of an inet socket address; None for AF_UNIX (a path) and others."""
+    if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], str):
+        return [address[0], str(address[1])]
+    return None
+
+
+# sys.audit events that name a network destination (TC001): the kernel record
+# of a denied socket() has no address, and a connect's address is a number
+# where the test named a host. Recorded only in tests, at most
+# MAX_NET_INTENTS per test (a medium test may connect to localhost in a loop).
+_NET_AUDITED = {
+    "socket.connect": lambda a: _inet(a[1]),
+    "socket.sendto": lambda a: _inet(a[1]),
+    "socket.sendmsg": lambda a: _inet(a[1]),
+    "socket.getaddrinfo": lambda a: [os.fsdecode(a[0]) if a[0] is not None else "", str(a[1] or "")],
+    "socket.gethostbyname": lambda a: [os.fsdecode(a[0])],
+    "socket.gethostbyname_ex": lambda a: [os.fsdecode(a[0])],
+    "socket.gethostbyaddr": lambda a: [os.fsdecode(a[0])],
+}
+MAX_NET_INTENTS = 256
 
 
 def _popen_argv(executable, args) -> list[str]:
@@ -106,9 +129,11 @@ class Intents:
         self.items: list[pb.Intent] = []
         self.t0_ns = time.monotonic_ns()
         self.active = False
+        self.net_left = MAX_NET_INTENTS
 
     def start(self) -> int:
         self.items = []
+        self.net_left = MAX_NET_INTENTS
         self.t0_ns = time.monotonic_ns()
         self.active = True
         return self.t0_ns
@@ -125,6 +150,23 @@ class Intents:
                 self._record(event, args, sys._getframe(1))
             except Exception:  # noqa: BLE001, S110
                 pass
+        elif event in _NET_AUDITED and self.active and self.net_left > 0:
+            try:
+                self._record_net(event, args, sys._getframe(1))
+            except Exception:  # noqa: BLE001, S110
+                pass
+
+    def _record_net(self, event: str, args: tuple, frame) -> None:
+        """A network destination the test named (host and port as given)."""
+        t_ns = _monotonic_ns()
+        where = _NET_AUDITED[event](args)
+        if where is None:
+            return
+        self.net_left -= 1
+        intent = pb.Intent(event=event, argv=wire.texts(where), tid=get_native_id(),
+                           offset_s=(t_ns - self.t0_ns) / 1e9)
+        self.items.append(intent)
+        intent.site = wire.text(_call_site(frame))
 
     def _record(self, event: str, args: tuple, frame) -> None:
         """The command is recorded first and on its own: nothing that may
@@ -409,6 +451,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = WorkerPlugin(config, chan)
     config.pluginmanager.register(worker, "isod-worker")
     phases.register(config)
+    netmode.register(config)
     if hasattr(config, "workeroutput"):
         config.pluginmanager.register(xdist_compat.NodeDown(config, worker.send), "isod-xdist-node")
         xdist_compat.register_fixtures(config)
