@@ -1,6 +1,6 @@
 """Network rules for a process tree from the kernel's cgroup socket hooks.
 
-A tree in a cgroup (v2) gets four tiny BPF programs, assembled here and loaded
+A tree in a cgroup (v2) gets five tiny BPF programs, assembled here and loaded
 with bpf(2) through ctypes (no compiler, no libbpf):
 
 - ``connect`` of an AF_INET / AF_INET6 socket (BPF_CGROUP_INET4_CONNECT,
@@ -11,12 +11,13 @@ with bpf(2) through ctypes (no compiler, no libbpf):
 - socket creation (BPF_CGROUP_INET_SOCK_CREATE), for the modes that judge
   any use of an inet socket.
 
-What they do is read from a one-entry array map (the *mode*), which the owner
-changes per test with one map update: no supervisor, no trap, so no call can
-fail because a signal arrived (docs/kernel-notes.md, interruptible wait), and
-a loopback connect costs a few dozen instructions in the kernel. What they
-record (time, pid/tid, family, type, protocol, address, port, decision) goes
-into a queue map the owner drains when it cuts a test's record.
+What they do is read from a word in an mmap-able array map (the *mode*),
+which the tree's worker writes before each test's setup (the daemon, when
+the worker does not): no supervisor, no trap, so no call can fail because a
+signal arrived (docs/kernel-notes.md, interruptible wait), and a loopback
+connect costs a few dozen instructions in the kernel (≈25 ns measured). What
+they record (time, pid/tid, family, type, protocol, address, port, decision)
+goes into a queue map the owner drains when it cuts a test's record.
 
 Loopback: 127.0.0.0/8, ::1, their IPv4-mapped forms (::ffff:127.x.y.z), and
 the unspecified addresses 0.0.0.0 and :: (Linux connects those to the local
@@ -47,7 +48,6 @@ NR_BPF = 321
 
 # bpf(2) commands
 BPF_MAP_CREATE = 0
-BPF_MAP_UPDATE_ELEM = 2
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
 BPF_PROG_DETACH = 9
@@ -70,6 +70,7 @@ FN_MAP_LOOKUP_ELEM = 1
 FN_KTIME_GET_NS = 5          # CLOCK_MONOTONIC, as time.monotonic_ns()
 FN_GET_CURRENT_PID_TGID = 14
 FN_MAP_PUSH_ELEM = 87
+FN_GET_NS_CURRENT_PID_TGID = 120   # pids as a pid namespace sees them (the daemon's, in a container)
 
 # --- modes (the one value the owner changes) ---------------------------------
 OFF = 0               # allow everything, record nothing (large, xlarge; --isod-network off; collection)
@@ -77,8 +78,6 @@ LOOPBACK = 1          # medium, enforced: deny and record what is not loopback
 LOOPBACK_RECORD = 2   # medium, not enforced (warn, off): record what is not loopback, deny nothing
 NONE_RECORD = 3       # small, not enforced: record every inet socket and connection, deny nothing
 NONE = 4              # small, enforced: deny and record every inet socket and connection
-MODE_NAMES = {OFF: "off", LOOPBACK: "loopback only", LOOPBACK_RECORD: "loopback only (recorded, not denied)",
-              NONE_RECORD: "none (recorded, not denied)", NONE: "none"}
 
 # what a record says happened (the program that made it)
 KIND_CONNECT4, KIND_CONNECT6, KIND_SENDMSG4, KIND_SENDMSG6, KIND_SOCKET = 1, 2, 3, 4, 5
@@ -95,7 +94,7 @@ SK_FAMILY, SK_TYPE, SK_PROTOCOL = 4, 8, 12
 
 
 # --- a small BPF assembler -----------------------------------------------------
-R0, R1, R2, R3, R6, R7, R8, R9, R10 = 0, 1, 2, 3, 6, 7, 8, 9, 10
+R0, R1, R2, R3, R4, R6, R7, R8, R9, R10 = 0, 1, 2, 3, 4, 6, 7, 8, 9, 10
 
 
 class Asm:
@@ -154,6 +153,10 @@ class Asm:
         self._i(0x18, dst, 1, 0, map_fd)              # LD | DW | IMM, src BPF_PSEUDO_MAP_FD
         self._i(0, 0, 0, 0, 0)
 
+    def ld64(self, dst: int, value: int) -> None:
+        self._i(0x18, dst, 0, 0, value & 0xFFFFFFFF)  # LD | DW | IMM: two instructions
+        self._i(0, 0, 0, 0, value >> 32)
+
     def assemble(self) -> bytes:
         out = []
         for pc, (code, dst, src, off, imm) in enumerate(self.insns):
@@ -182,13 +185,48 @@ def _load_mode(a: Asm, mode_fd: int) -> None:
     a.label("have_mode")
 
 
-def _push_record(a: Asm, queue_fd: int, kind: int, fields: list[tuple[int | None, int]]) -> None:
+# Where a record's pid and tid come from: "tgid" (the initial pid namespace's
+# numbers), ("ns", dev, ino) (those of the daemon's own pid namespace), or None.
+PidSource = "str | tuple[str, int, int] | None"
+PROC_PID_INIT_INO = 0xEFFFFFFC
+
+
+def pid_source() -> PidSource:
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return "tgid"
+    return "tgid" if st.st_ino == PROC_PID_INIT_INO else ("ns", st.st_dev, st.st_ino)
+
+
+def _push_record(a: Asm, queue_fd: int, kind: int, fields: list[tuple[int | None, int]],
+                 pids: PidSource = "tgid") -> None:
     """The record on the stack (r10-64 .. r10-8) and into the queue; r9 = allowed.
     fields: (ctx offset or None for zero, stack offset) for family .. ip."""
     a.call(FN_KTIME_GET_NS)
     a.stxdw(R10, -64, R0)
-    a.call(FN_GET_CURRENT_PID_TGID)
-    a.stxdw(R10, -56, R0)
+    if pids == "tgid":
+        a.call(FN_GET_CURRENT_PID_TGID)
+        a.stxdw(R10, -56, R0)
+    elif pids is None:
+        a.stw(R10, -56, 0)
+        a.stw(R10, -52, 0)
+    else:
+        _ns, dev, ino = pids
+        a.ld64(R1, dev)
+        a.ld64(R2, ino)
+        a.mov(R3, R10)
+        a.addi(R3, -72)                             # struct bpf_pidns_info {u32 pid (the thread); u32 tgid}
+        a.movi(R4, 8)
+        a.call(FN_GET_NS_CURRENT_PID_TGID)
+        a.jeq(R0, 0, "ns_ok")
+        a.stw(R10, -72, 0)
+        a.stw(R10, -68, 0)
+        a.label("ns_ok")
+        a.ldxw(R1, R10, -72)
+        a.stxw(R10, -56, R1)                        # low half: the thread, as get_current_pid_tgid
+        a.ldxw(R1, R10, -68)
+        a.stxw(R10, -52, R1)
     a.stw(R10, -48, kind)
     a.stxw(R10, -44, R9)
     for ctx_off, stack_off in fields:
@@ -206,7 +244,7 @@ def _push_record(a: Asm, queue_fd: int, kind: int, fields: list[tuple[int | None
     a.exit()
 
 
-def addr_program(v6: bool, kind: int, mode_fd: int, queue_fd: int) -> bytes:
+def addr_program(v6: bool, kind: int, mode_fd: int, queue_fd: int, pids: PidSource = "tgid") -> bytes:
     """connect / UDP sendmsg hook: judge the destination by the mode."""
     a = Asm()
     _load_mode(a, mode_fd)
@@ -252,14 +290,14 @@ def addr_program(v6: bool, kind: int, mode_fd: int, queue_fd: int) -> bytes:
     ip = ([(SA_USER_IP6 + 4 * i, -24 + 4 * i) for i in range(4)] if v6 else
           [(SA_USER_IP4, -24), (None, -20), (None, -16), (None, -12)])
     _push_record(a, queue_fd, kind, [(SA_USER_FAMILY, -40), (SA_TYPE, -36), (SA_PROTOCOL, -32),
-                                     (SA_USER_PORT, -28), *ip])
+                                     (SA_USER_PORT, -28), *ip], pids)
     a.label("allow")
     a.movi(R0, 1)
     a.exit()
     return a.assemble()
 
 
-def sock_program(mode_fd: int, queue_fd: int) -> bytes:
+def sock_program(mode_fd: int, queue_fd: int, pids: PidSource = "tgid") -> bytes:
     """inet socket creation: judged only where no inet socket is allowed at all."""
     a = Asm()
     _load_mode(a, mode_fd)
@@ -272,7 +310,7 @@ def sock_program(mode_fd: int, queue_fd: int) -> bytes:
     a.movi(R9, 0)
     a.label("record")
     _push_record(a, queue_fd, KIND_SOCKET, [(SK_FAMILY, -40), (SK_TYPE, -36), (SK_PROTOCOL, -32), (None, -28),
-                                            (None, -24), (None, -20), (None, -16), (None, -12)])
+                                            (None, -24), (None, -20), (None, -16), (None, -12)], pids)
     return a.assemble()
 
 
@@ -461,15 +499,28 @@ class NetGuard:
             self._fds.append(self.queue_fd)
             self._progs = []
             for prog_type, attach, v6, kind, name in _HOOKS:
-                insns = (sock_program(self.mode_fd, self.queue_fd) if kind == KIND_SOCKET else
-                         addr_program(v6, kind, self.mode_fd, self.queue_fd))
-                fd = prog_load(prog_type, attach, insns, name)
+                fd = self._load(prog_type, attach, v6, kind, name)
                 self._fds.append(fd)
                 self._progs.append((fd, attach))
         except OSError:
             self.close()
             raise
         self._popper = _Popper(self.queue_fd)
+
+    def _load(self, prog_type: int, attach: int, v6: bool, kind: int, name: bytes) -> int:
+        """The program, with the pids of the daemon's pid namespace in its
+        records; kernels that do not give these programs a pid helper (the
+        helpers reached every program type in Linux 6.10) get pid 0."""
+        global _pids
+        while True:
+            insns = (sock_program(self.mode_fd, self.queue_fd, _pids) if kind == KIND_SOCKET else
+                     addr_program(v6, kind, self.mode_fd, self.queue_fd, _pids))
+            try:
+                return prog_load(prog_type, attach, insns, name)
+            except OSError as e:
+                if _pids is None or e.errno not in (errno.EINVAL, errno.EACCES):
+                    raise
+                _pids = "tgid" if _pids != "tgid" else None
 
     @property
     def mode(self) -> int:
@@ -540,6 +591,7 @@ class NetGuard:
 
 
 _U32 = struct.Struct("=I")
+_pids: PidSource = pid_source()
 
 
 def mode_for(size: str | None, enforcing: bool = True, network: bool = True) -> int:
@@ -591,11 +643,24 @@ class TreeNet:
 
     def flush(self) -> None:
         for attempt in self.guard.drain():
-            self.box.record(attempt.event())
+            ev = attempt.event()
+            ev.ppid = _parent(ev.pid)
+            self.box.record(ev)
 
     def close(self) -> None:
         self.flush()
         self.guard.close()
+
+
+def _parent(pid: int) -> int:
+    """The parent of a recorded caller, if it still runs (0 otherwise)."""
+    if not pid:
+        return 0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rpartition(b")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 _trees: dict[int, TreeNet] = {}
