@@ -17,7 +17,7 @@ import warnings
 import grpc
 import pytest
 from _pytest.reports import TestReport
-from isod.policy import CLASSES, Size, worker_class
+from isod.policy import Size, worker_class
 from isod.v1 import isod_pb2 as pb
 
 from . import tc001, tc003
@@ -83,16 +83,14 @@ class Controller:
         last = cache.get(self._HINT_KEY, None) if cache is not None else None
         if isinstance(last, list) and all(isinstance(c, str) for c in last) and last:
             return last
-        # no memory of a last run: one worker of each class, the default size's first
-        # (a wrong single guess costs a worker's whole start before the first test)
-        first = worker_class(self.default_size, self.enforcement == "strict")
-        return [first, *(c for c in CLASSES if c != first)]
+        # no memory of a last run: the default size's class (a worker of
+        # another class starts when the tests need one; no class starts idle)
+        return [worker_class(self.default_size)]
 
     def _remember_classes(self) -> None:
         cache = getattr(self.config, "cache", None)
         if cache is not None and self.sizes:
-            strict = self.enforcement == "strict"
-            cache.set(self._HINT_KEY, sorted({worker_class(size, strict) for size, _ in self.sizes.values()}))
+            cache.set(self._HINT_KEY, sorted({worker_class(size) for size, _ in self.sizes.values()}))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Sizes of the tests that will run, once every plugin and conftest

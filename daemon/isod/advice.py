@@ -213,11 +213,28 @@ def limits_of(report_limits: Mapping | None) -> dict[Size, float]:
     return out
 
 
+# Python-level network intents (the worker's audit hook) as the calls they
+# announce: a medium worker's hooks record no loopback connection, its intent
+# still says the test needs the network (loopback: medium).
+_CONNECTING_INTENTS = {"socket.connect": "connect", "socket.sendto": "sendmsg", "socket.sendmsg": "sendmsg"}
+
+
+def _intended_connections(intents) -> list[dict]:
+    out = []
+    for i in intents:
+        syscall = _CONNECTING_INTENTS.get(_get(i, "event", ""))
+        argv = list(_get(i, "argv", None) or ())
+        # an inet address is (host, port); a Unix socket's is one path: not network
+        if syscall and len(argv) >= 2 and not str(argv[0]).startswith(("/", "@", "\0")):
+            out.append({"syscall": syscall, "host": argv[0], "port": argv[1]})
+    return out
+
+
 # --- the rule -------------------------------------------------------------
 def _needs(commands, intents) -> tuple[Size, list[str]]:
     """The size these recorded calls need, by what they did (not by time), and why."""
     spawned = processes({"commands": commands, "intents": intents})
-    net = [u for u in (network_use(c) for c in commands) if u is not None]
+    net = [u for u in (network_use(c) for c in (*commands, *_intended_connections(intents))) if u is not None]
     remote = [u.text for u in net if u.remote]
     local = [u.text for u in net if not u.remote]
     if remote:

@@ -88,21 +88,31 @@ NETWORK_CALLS = frozenset({"socket", "socketcall", "connect", "sendmsg"})
 SYS_SOCKET = 1     # socketcall's call number of socket()
 
 
-# Worker classes: the tests a worker may run, named by what its filter does.
-SMALL_CLASS = "small"        # traps fork/vfork/clone/clone3/exec/ptrace and denies them in tests
-SPAWNING_CLASS = "spawning"  # no filter: medium, large and xlarge tests spawn natively
-CLASSES = (SMALL_CLASS, SPAWNING_CLASS)
+# Worker classes: the tests a worker runs, one rule each, fixed at its launch
+# (its seccomp filter, its cgroup's socket hooks): nothing a test writes can
+# move a rule, and no call a rule allows goes through a supervisor.
+SMALL_CLASS = "small"        # no process, no network (trapped and denied after collection)
+MEDIUM_CLASS = "medium"      # processes natively, network to loopback only (cgroup hooks)
+LARGE_CLASS = "large"        # large and xlarge: anything, natively
+CLASSES = (SMALL_CLASS, MEDIUM_CLASS, LARGE_CLASS)
 
 
-def worker_class(size: Size | None, enforcing: bool = True, native_records: bool = True) -> str:
-    """The class of worker a test of this size runs in. Unenforced runs (warn,
-    off) deny nothing, so no call needs a supervisor: every test runs in a
-    spawning-class worker, recorded from the process events, unless the
-    daemon cannot read those (no CAP_NET_ADMIN): then small tests keep a
-    trapping worker that allows and records (warn needs the record)."""
-    if size is Size.SMALL and (enforcing or not native_records):
+def worker_class(size: Size | None) -> str:
+    """The class of worker a test of this size runs in."""
+    if size is Size.SMALL:
         return SMALL_CLASS
-    return SPAWNING_CLASS
+    if size is Size.MEDIUM:
+        return MEDIUM_CLASS
+    return LARGE_CLASS
+
+
+def traps_spawns(cls: str, enforcing: bool = True, native_records: bool = True) -> bool:
+    """Whether a worker of this class needs the trapping backend. Only small
+    workers deny spawns, and only under strict: warn and off deny nothing, so
+    their spawns run natively, recorded from the process events, unless the
+    daemon cannot read those (no CAP_NET_ADMIN): then a trap that allows and
+    records keeps warn's record."""
+    return cls == SMALL_CLASS and (enforcing or not native_records)
 
 
 def rule_for(size: Size | None) -> Rule:

@@ -278,3 +278,14 @@ def test_annotate_writes_the_report_fields():
     tests = advice.annotate([entry(commands=[execve("true")]), entry(outcome="skipped")])
     assert [(t["suggested_size"], t["suggestion_reasons"]) for t in tests] == [
         ("medium", ["spawned true"]), (None, ["no suggestion: skipped"])]
+
+
+def test_a_python_connect_intent_counts_where_no_hook_recorded_it():
+    """A medium worker records no loopback connection; the audit hook's
+    intent still tells the test needs the network, and a Unix path does not."""
+    loop = {"outcome": "passed", "durations": {"call": 0.01}, "commands": [],
+            "intents": [{"event": "socket.connect", "argv": ["127.0.0.1", "8080"]}]}
+    unix = {"outcome": "passed", "durations": {"call": 0.01}, "commands": [],
+            "intents": [{"event": "socket.connect", "argv": ["/run/app.sock"]}]}
+    assert advice.suggest(loop).size is Size.MEDIUM
+    assert advice.suggest(unix).size is Size.SMALL

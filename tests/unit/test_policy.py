@@ -19,12 +19,13 @@ def test_an_io_uring_ring_is_no_violation():
 
 
 def test_each_size_has_its_worker_class():
-    assert policy.worker_class(Size.SMALL) == policy.SMALL_CLASS
-    assert {policy.worker_class(s) for s in (Size.MEDIUM, Size.LARGE, Size.XLARGE)} == {policy.SPAWNING_CLASS}
-    # warn/off deny nothing: no test needs a supervisor
-    assert policy.worker_class(Size.SMALL, enforcing=False) == policy.SPAWNING_CLASS
+    assert [policy.worker_class(s) for s in Size] == ["small", "medium", "large", "large"]
+    assert policy.traps_spawns(policy.SMALL_CLASS)
+    assert not policy.traps_spawns(policy.MEDIUM_CLASS) and not policy.traps_spawns(policy.LARGE_CLASS)
+    # warn/off deny nothing: no call needs a supervisor...
+    assert not policy.traps_spawns(policy.SMALL_CLASS, enforcing=False)
     # ... unless only a trap can record (no process events connector): warn needs the record
-    assert policy.worker_class(Size.SMALL, enforcing=False, native_records=False) == policy.SMALL_CLASS
+    assert policy.traps_spawns(policy.SMALL_CLASS, enforcing=False, native_records=False)
 
 
 @pytest.mark.parametrize("size", [Size.MEDIUM, Size.LARGE, Size.XLARGE])

@@ -1,4 +1,4 @@
-"""The seccomp filter program (design §2), built with libseccomp via pyseccomp.
+"""The seccomp filter program (docs/kernel-notes.md, trap set), built with libseccomp via pyseccomp.
 
 Built once in the supervisor's process and exported as raw BPF, so the launcher
 only has to load bytes (fast, and it needs no libseccomp of its own). libseccomp
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import os
 import tempfile
 
 import pyseccomp as sc
@@ -83,20 +82,3 @@ def program(trace_action: int | None = None, network: bool = True) -> bytes:
         raise RuntimeError(f"libseccomp exported a malformed program ({len(data)} bytes)")
     return data
 
-
-def pfc(trace_action: int | None = None, network: bool = True) -> str:
-    """Human-readable form of the filter, for `isod trace --explain` and docs."""
-    f = _build(trace_action, network)
-    r, w = os.pipe()
-    try:
-        f.export_pfc(os.fdopen(w, "wb", closefd=False))
-        os.close(w)
-        w = -1
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks).decode()
-    finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)

@@ -469,9 +469,8 @@ _HOOKS = (
 )
 BPF_F_MMAPABLE = 1 << 10
 # The mode map is an mmap-able array of two u32 (each in an 8-byte slot): the
-# mode the hooks read, and whether the worker writes it itself (WRITER_WORKER).
-MODE_SLOT, WRITER_SLOT = 0, 8
-WRITER_WORKER = 1
+# mode the hooks read (written by the daemon only: the worker has no copy).
+MODE_SLOT = 0
 
 
 class NetGuard:
@@ -527,12 +526,11 @@ class NetGuard:
         return _U32.unpack_from(self.word, MODE_SLOT)[0]
 
     def set_mode(self, mode: int) -> None:
-        _U32.pack_into(self.word, MODE_SLOT, mode)
-
-    @property
-    def worker_writes(self) -> bool:
-        """The worker announced that it writes the mode at each test start itself."""
-        return _U32.unpack_from(self.word, WRITER_SLOT)[0] == WRITER_WORKER
+        """No-op once closed: the tree may be gone (and its hooks with it)
+        before its owner has read the tree's last messages."""
+        with self._lock:
+            if self._fds:
+                _U32.pack_into(self.word, MODE_SLOT, mode)
 
     def attach(self, cgroup_dir: str) -> None:
         fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -594,10 +592,14 @@ _U32 = struct.Struct("=I")
 _pids: PidSource = pid_source()
 
 
-def mode_for(size: str | None, enforcing: bool = True, network: bool = True) -> int:
-    """The hooks' mode while a test of this size runs (None: no test)."""
+def mode_for(size: str | None, enforcing: bool = True, network: bool = True, record_all: bool = False) -> int:
+    """The hooks' mode while a test of this size runs (None: no test).
+    ``record_all`` (enforcement off): every size's network use is recorded,
+    denied nowhere, for the report and the size advisor."""
     if not network or size is None:
         return OFF
+    if record_all:
+        return NONE_RECORD
     if size == "small":
         return NONE if enforcing else NONE_RECORD
     if size == "medium":
@@ -606,7 +608,7 @@ def mode_for(size: str | None, enforcing: bool = True, network: bool = True) -> 
 
 
 # --- a sandboxed tree's network rule ----------------------------------------------
-ENV_FD = "ISOD_NET_FD"              # the worker's copy of the mode map (it writes the mode)
+ENV_CLASS = "ISOD_WORKER_CLASS"     # a daemon worker's class: the size of every test it runs
 ENV_NETWORK = "ISOD_NETWORK"        # on | off: the client's --isod-network
 ENV_ENFORCEMENT = "ISOD_ENFORCEMENT"  # strict | warn | off: the client's enforcement
 
@@ -615,12 +617,14 @@ ENV_ENFORCEMENT = "ISOD_ENFORCEMENT"  # strict | warn | off: the client's enforc
 class NetConfig:
     network: bool = True       # enforce/record the network rules at all
     enforcing: bool = True     # deny (strict) or only record (warn, off)
+    record_all: bool = False   # off: record every size's network use (the report, the size advisor)
 
     @classmethod
     def from_env(cls, env) -> NetConfig:
         env = os.environ if env is None else env
+        enforcement = env.get(ENV_ENFORCEMENT, "strict").strip().lower()
         return cls(network=env.get(ENV_NETWORK, "on").strip().lower() not in ("off", "0", "no", "false"),
-                   enforcing=env.get(ENV_ENFORCEMENT, "strict").strip().lower() in ("", "strict"))
+                   enforcing=enforcement in ("", "strict"), record_all=enforcement == "off")
 
 
 class TreeNet:
@@ -638,8 +642,7 @@ class TreeNet:
         """The running test's size, written by the daemon at its start unless
         the worker writes it itself (before setup: no window where the last
         test's rule judges the next one)."""
-        if not self.guard.worker_writes:
-            self.guard.set_mode(mode_for(size, self.config.enforcing, self.config.network))
+        self.guard.set_mode(mode_for(size, self.config.enforcing, self.config.network, self.config.record_all))
 
     def flush(self) -> None:
         for attempt in self.guard.drain():
@@ -674,14 +677,18 @@ def for_pid(pid: int) -> TreeNet | None:
 
 
 def prepare(popen_kwargs: dict, fixed_size: str | None = None) -> tuple[NetGuard | None, NetConfig, str]:
-    """Before a tree is launched: a guard (or None, with the reason) and the
-    launch arguments that hand its mode word to the worker (ISOD_NET_FD).
+    """Before a tree is launched: a guard (or None, with the reason).
     ``fixed_size``: the tree runs under this size's rule only (isod trace
-    --size): no guard when that rule allows every network call."""
+    --size; a daemon's worker, whose class ISOD_WORKER_CLASS names the size
+    of all its tests): no guard when that rule allows every network call.
+    The mode word stays the owner's: no test can write its own rule."""
     config = NetConfig.from_env(popen_kwargs.get("env"))
+    worker_class = (popen_kwargs.get("env") or {}).get(ENV_CLASS)
+    if worker_class:
+        fixed_size = worker_class
     if not config.network:
         return None, config, "--isod-network off"
-    if fixed_size is not None and mode_for(fixed_size, config.enforcing, config.network) == OFF:
+    if fixed_size is not None and mode_for(fixed_size, config.enforcing, config.network, config.record_all) == OFF:
         return None, config, f"{fixed_size}: any network"
     ok, why = probe()
     if not ok:
@@ -690,10 +697,6 @@ def prepare(popen_kwargs: dict, fixed_size: str | None = None) -> tuple[NetGuard
         guard = NetGuard()
     except OSError as e:
         return None, config, f"cgroup socket hooks unavailable: {e.strerror or e}"
-    env = dict(popen_kwargs["env"] if popen_kwargs.get("env") is not None else os.environ)
-    env[ENV_FD] = str(guard.mode_fd)
-    popen_kwargs["env"] = env
-    popen_kwargs["pass_fds"] = (*popen_kwargs.get("pass_fds", ()), guard.mode_fd)
     return guard, config, ""
 
 
@@ -709,7 +712,7 @@ def attach_tree(guard: NetGuard | None, config: NetConfig, box, initial_size: st
         sys.stderr.write(f"isod: network rules not enforced for pid {box.pid}: {e.strerror or e}\n")
         return None
     tree = TreeNet(guard, box, config)
-    guard.set_mode(mode_for(initial_size, config.enforcing, config.network))
+    guard.set_mode(mode_for(initial_size, config.enforcing, config.network, config.record_all))
     before_flush, before_release = box.flush, box.on_release
 
     def flush() -> None:
@@ -760,32 +763,6 @@ def _poll() -> None:
                 tree.flush()
             except OSError:
                 pass
-
-
-class WorkerWord:
-    """The worker's side: it writes the mode of each test before the test's
-    setup starts (the daemon learns of the start later). A test can write it
-    too, as it can the phase word: it could lift its own rule on purpose
-    (docs/threat-model.md)."""
-
-    def __init__(self, fd: int, config: NetConfig) -> None:
-        self.word = mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        os.close(fd)     # the mapping stays; nothing the tests start inherits the map
-        self.config = config
-        _U32.pack_into(self.word, WRITER_SLOT, WRITER_WORKER)
-
-    @classmethod
-    def from_env(cls) -> WorkerWord | None:
-        raw = os.environ.pop(ENV_FD, None)
-        if not raw:
-            return None
-        try:
-            return cls(int(raw), NetConfig.from_env(os.environ))
-        except (OSError, ValueError):
-            return None
-
-    def set_size(self, size: str | None) -> None:
-        _U32.pack_into(self.word, MODE_SLOT, mode_for(size, self.config.enforcing, self.config.network))
 
 
 def _quiet(fn, *args) -> None:

@@ -159,6 +159,35 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     """Serve until SIGTERM/SIGINT; UsageError (nothing started) for an option that cannot work."""
     if exit_with_parent is not None and exit_with_parent <= 0:
         raise UsageError(f"--exit-with-parent: {exit_with_parent} is not a process id")
+    # from the start: a SIGTERM (the client's death, PDEATHSIG) while starting
+    # stops the daemon the same way as later, through its cleanup
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return _serve(listen, workers, backend_name, token_file, exit_with_parent, grace, tls_cert, tls_key,
+                      limits, stopping)
+    finally:
+        if exit_with_parent and os.getppid() != exit_with_parent:
+            _remove_embedded_dir(listen or "")
+
+
+def _remove_embedded_dir(listen: str) -> None:
+    """An embedded daemon whose client died (SIGKILL): the client cannot
+    remove the private directory it made for us any more."""
+    if not listen.startswith("unix://"):
+        return
+    parent = os.path.dirname(listen[len("unix://"):])
+    if os.path.basename(parent).startswith(EMBEDDED_DIR_PREFIX):
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _serve(listen, workers, backend_name, token_file, exit_with_parent, grace, tls_cert, tls_key, limits,
+           stopping: threading.Event) -> int:
     if exit_with_parent:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -242,13 +271,6 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     log(f"serving on {listen}{security} (backend {backend.name}{': ' + reason if reason else ''}; "
         f"medium and larger tests: {native.reason}; {nworkers} workers per session)")
 
-    stopping = threading.Event()
-
-    def on_signal(signum, _frame):
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
     log(f"stopping: no new sessions; running tests get {grace:g} s")
     service.accepting = False
@@ -266,10 +288,4 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
     if path is not None and os.path.exists(path):
         os.unlink(path)
     log("stopped")
-    if exit_with_parent and path is not None and os.getppid() != exit_with_parent:
-        # an embedded daemon whose client died (SIGKILL): the client cannot
-        # remove the private directory it made for us any more
-        parent = os.path.dirname(path)
-        if os.path.basename(parent).startswith(EMBEDDED_DIR_PREFIX):
-            shutil.rmtree(parent, ignore_errors=True)
     return 0

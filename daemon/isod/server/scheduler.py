@@ -41,7 +41,7 @@ class WorkerView(Protocol):
     assigned: deque          # items sent and not finished, the running one first
     held: object | None      # ordered mode: the item sent with hold=True
     ready: bool              # collected, not finished, not dead
-    retiring: bool           # told to finish early: holds its slot until it exits, serves no class
+    retiring: bool           # told to finish early (ran nothing): serves no class, holds no slot
 
 
 @dataclass
@@ -110,10 +110,12 @@ class Scheduler:
     def classes_to_start(self, workers: list[WorkerView], hint: list[str]) -> list[str]:
         """Classes of the workers to start now, one entry per worker, within
         the free slots. Before the tests are known, the client's hint."""
-        free = self.slots - len(workers)
+        # a retiring worker ran nothing and only finishes: its slot is free already
+        serving = [w for w in workers if not w.retiring]
+        free = self.slots - len(serving)
         if free <= 0:
             return []
-        have = _count(w.cls for w in workers if not w.retiring)
+        have = _count(w.cls for w in serving)
         if not self.loaded:
             want = [c for c in dict.fromkeys(hint or [SMALL_CLASS]) if c in CLASSES]
             if self.ordered:
@@ -146,7 +148,7 @@ class Scheduler:
         for w in workers:
             if w.ready and not w.assigned and self.pending(w.cls) == 0:
                 out.append(w)
-        if self.ordered or len(workers) - len(out) < self.slots:
+        if self.ordered or len([w for w in workers if not w.retiring]) - len(out) < self.slots:
             return out
         have = _count(w.cls for w in workers if w not in out and not w.retiring)
         starved = [c for c in CLASSES if self.pending(c) and not have.get(c)]

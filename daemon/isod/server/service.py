@@ -120,7 +120,7 @@ class IsodService(pb_grpc.IsodServicer):
         self.backend = backend
         # small workers trap under `backend`; spawning ones run natively, recorded
         self.native = native if native is not None else WatchBackend()
-        self.backends = {policy.SMALL_CLASS: backend, policy.SPAWNING_CLASS: self.native}
+        self.backends = {"trap": backend, "native": self.native}
         self.log = log
         self.default_workers = default_workers
         self.listen = listen

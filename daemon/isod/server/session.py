@@ -32,7 +32,7 @@ class Session:
         self.limits = limits
         self.sid = sid
         self.open = open_msg
-        self.backends = backends     # worker class -> sandbox backend
+        self.backends = backends     # "trap" (seccomp or ptrace) and "native" (no filter)
         self.log = log
         self.out: queue.SimpleQueue = queue.SimpleQueue()
         self.nworkers = open_msg.workers or default_workers
@@ -42,6 +42,7 @@ class Session:
         self.testrun_uid = uuid.uuid4().hex
         self.lock = threading.RLock()
         self.workers: dict[str, WorkerHandle] = {}
+        self.retired: set[WorkerHandle] = set()     # finishing without a test, their ids given on
         self.free_ids = [f"gw{i}" for i in range(self.sched.slots)]   # xdist-style, reused by a replacement
         self.early_collections: dict[str, pb.Collected] = {}
         self.stderr_tail: dict[str, bytes] = {}
@@ -59,12 +60,9 @@ class Session:
     def start(self) -> None:
         """Workers of the classes the client expects start while it collects."""
         with self.lock:
-            hint = list(self.open.class_hint) or [policy.SMALL_CLASS]
-            if not self.enforcing:
-                hint = [policy.SPAWNING_CLASS]
-            self._start_workers(hint)
+            self._start_workers(list(self.open.class_hint) or [policy.SMALL_CLASS])
         self.out.put(pb.DaemonMessage(ready=pb.SessionReady(
-            workers=self.nworkers, backend=self.backends[policy.SMALL_CLASS].name, session_id=self.sid)))
+            workers=self.nworkers, backend=self.backends["trap"].name, session_id=self.sid)))
 
     def _start_workers(self, hint: list[str] = ()) -> None:
         for cls in self.sched.classes_to_start(list(self.workers.values()), list(hint)):
@@ -75,8 +73,10 @@ class Session:
             name = self.free_ids[0]
         self.free_ids.remove(name)
         self.started_workers += 1
+        native_records = getattr(self.backends["native"], "records", True)
+        backend = self.backends["trap" if policy.traps_spawns(cls, self.enforcing, native_records) else "native"]
         try:
-            w = WorkerHandle(name, cls, self.backends[cls], self.open, on_collected=self._on_collected,
+            w = WorkerHandle(name, cls, backend, self.open, on_collected=self._on_collected,
                              on_result=self._on_result, on_output=self._on_output, on_exit=self._on_exit,
                              limits=self.limits, on_outside=self._on_outside, on_node_down=self._on_node_down,
                              enforcing=self.enforcing, worker_count=self.sched.slots,
@@ -95,9 +95,7 @@ class Session:
                 return
             self.items = list(msg.items)
             self.client_ids = {i.nodeid for i in self.items}
-            native_records = getattr(self.backends[policy.SPAWNING_CLASS], "records", True)
-            self.sched.load([(policy.worker_class(SIZE_FROM_PB.get(i.size), self.enforcing, native_records), i)
-                             for i in self.items])
+            self.sched.load([(policy.worker_class(SIZE_FROM_PB.get(i.size)), i) for i in self.items])
             for name, col in list(self.early_collections.items()):
                 if name in self.workers:
                     self._check_collection(self.workers[name], col)
@@ -120,7 +118,7 @@ class Session:
         with self.lock:
             self.stopped = True
             self.sched.stop()
-            workers = list(self.workers.values())
+            workers = [*self.workers.values(), *self.retired]
         for w in workers:
             w.kill()
         self._end()
@@ -134,6 +132,11 @@ class Session:
             w.ready = False
             w.retiring = True
             w.send_finish()
+            # it ran no test and will run none: its id goes to the worker that takes its slot
+            self.retired.add(w)
+            del self.workers[w.name]
+            self.free_ids.append(w.name)
+            self.free_ids.sort(key=lambda n: int(n[2:]))
         self._start_workers()
         self._dispatch_all()
 
@@ -215,9 +218,12 @@ class Session:
 
     def _on_exit(self, w: WorkerHandle) -> None:
         with self.lock:
-            self.workers.pop(w.name, None)
-            self.free_ids.append(w.name)
-            self.free_ids.sort(key=lambda n: int(n[2:]))
+            self.retired.discard(w)
+            if self.workers.get(w.name) is w:
+                del self.workers[w.name]
+            if not w.retiring:
+                self.free_ids.append(w.name)
+                self.free_ids.sort(key=lambda n: int(n[2:]))
             self.sched.lost(w, w.unfinished())
             if w.crashed and not self.stopped and not self.ended:
                 tail = self.stderr_tail.get(w.name, b"").decode(errors="replace").strip()

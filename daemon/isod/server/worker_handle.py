@@ -293,6 +293,8 @@ class WorkerHandle:
                 # before any test is sent: from here on, between tests and at
                 # session teardown too, nothing of this worker may spawn
                 self.box.rule = policy.RULES[policy.Size.SMALL]
+            if self.box.net is not None:
+                self.box.net.set_size(self.cls)     # the class's network rule, from now on
             self.on_collected(self, msg.collected)
         elif kind == "node_down":
             if self.on_node_down is not None and not self.node_down_sent:

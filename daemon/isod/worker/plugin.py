@@ -30,7 +30,7 @@ import pytest
 from isod import channel, policy, wire
 from isod.v1 import isod_pb2 as pb
 
-from . import netmode, phases, xdist_compat
+from . import phases, xdist_compat
 
 ENV_FD = "ISOD_WORKER_FD"
 
@@ -451,7 +451,6 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = WorkerPlugin(config, chan)
     config.pluginmanager.register(worker, "isod-worker")
     phases.register(config)
-    netmode.register(config)
     if hasattr(config, "workeroutput"):
         config.pluginmanager.register(xdist_compat.NodeDown(config, worker.send), "isod-xdist-node")
         xdist_compat.register_fixtures(config)
