@@ -362,7 +362,10 @@ def test_events_mode_small_kills_what_a_denied_spawn_made(events, tmp_path):
     r = run_py(events, f"import os\nprint(os.system('touch {marker}') != 0)", SMALL)
     assert r.rc == 0 and r.out.strip() == "True"
     assert not marker.exists()
-    assert [e.syscall for e in r.denied()] == ["clone3"]      # glibc's posix_spawn, after the fact
+    # glibc's posix_spawn, judged after the fact; under load the child's exec may
+    # be reported (and denied) too before the kill lands: it never runs either way
+    denied = [e.syscall for e in r.denied()]
+    assert "clone3" in denied and set(denied) <= {"clone3", "execve"}, denied
     r = run_py(events, f"import os\nos.execv('/usr/bin/touch', ['touch', '{marker}'])", SMALL)
     assert r.rc == -signal.SIGKILL                            # a denied exec takes the process with it
     assert not marker.exists()
