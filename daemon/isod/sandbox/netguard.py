@@ -41,6 +41,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from . import cgroupfs
 from .events import ALLOW, DENY, Event
 from .kernel import libc
 
@@ -773,27 +774,7 @@ def _quiet(fn, *args) -> None:
 
 
 def _remove_cgroup(path: str) -> None:
-    """Move what is left to the parent, then remove the directory."""
-    parent = os.path.dirname(path)
-    for _ in range(50):
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as f:
-                pids = f.read().split()
-        except OSError:
-            return
-        for pid in pids:
-            try:
-                with open(os.path.join(parent, "cgroup.procs"), "w") as f:
-                    f.write(pid)
-            except OSError:
-                pass
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.01)
+    cgroupfs.remove_tree(path)
 
 
 _probed: tuple[bool, str] | None = None

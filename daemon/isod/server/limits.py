@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from ..sandbox import netguard
+from ..sandbox import cgroupfs, netguard
 
 GiB = 1 << 30
 CGROUP_FS = "/sys/fs/cgroup"
@@ -127,22 +127,9 @@ class _Cgroup:
         self.write("cgroup.procs", str(pid))
 
     def remove(self) -> None:
-        """Move any process left to the parent, then delete the directory."""
-        parent = os.path.dirname(self.path)
-        for _ in range(50):
-            for pid in self.procs():
-                try:
-                    with open(os.path.join(parent, "cgroup.procs"), "w") as f:
-                        f.write(str(pid))
-                except OSError:
-                    pass
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.01)   # an exiting task still counts for a moment
+        """Move any process left to the parent, then delete the directory
+        (and what a nested isod left inside it)."""
+        cgroupfs.remove_tree(self.path)
 
 
 def _own_cgroups() -> tuple[dict[str, str], str | None]:
