@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 import pytest
-from isod.sandbox import open_backend
+from isod.sandbox import netguard, open_backend
 from isod.sandbox.backends import BACKENDS
 
 
@@ -45,3 +45,11 @@ def backend(request):
     b = open_backend(request.param)
     yield b
     b.close()
+
+
+@pytest.fixture(scope="module")
+def hooks():
+    """The kernel's cgroup socket hooks (network rules of medium workers), or a skip saying why not."""
+    ok, why = netguard.probe()
+    if not ok:
+        pytest.skip(why)

@@ -15,7 +15,6 @@ import textwrap
 
 import pytest
 from harness.daemon import run_pytest
-from isod.sandbox import netguard
 
 pytestmark = pytest.mark.large   # a real daemon, real workers, a real pytest run
 
@@ -103,13 +102,6 @@ EXPECT_SMALL = {
     "test_asyncio_open_connection": "Attempted network access: socket(AF_INET, SOCK_STREAM)",
     "test_asyncio_open_connection_to_a_name": "Attempted network connection to localhost:6380",
 }
-
-
-@pytest.fixture(scope="module")
-def hooks():
-    ok, why = netguard.probe()
-    if not ok:
-        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ import textwrap
 import pytest
 from harness.sandbox import MEDIUM, SMALL, Run
 from isod.policy import RULES, Size
-from isod.sandbox import netguard
 from isod.sandbox.watch import WatchBackend
 
 pytestmark = pytest.mark.medium   # these tests start sandboxed processes
@@ -35,13 +34,6 @@ pytestmark = pytest.mark.medium   # these tests start sandboxed processes
 LARGE = RULES[Size.LARGE]
 REMOTE = "10.99.0.1"              # a non-loopback address of the test's own network namespace
 EPERM = errno.EPERM
-
-
-@pytest.fixture(scope="module")
-def hooks():
-    ok, why = netguard.probe()
-    if not ok:
-        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")

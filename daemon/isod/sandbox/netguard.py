@@ -399,21 +399,10 @@ def v2_root() -> str | None:
 
 def own_v2_dir() -> str | None:
     """This process's cgroup v2 directory, or None without a v2 hierarchy."""
-    root = v2_root()
-    if root is None:
-        return None
-    try:
-        with open("/proc/self/cgroup") as f:
-            for line in f:
-                hid, controllers, path = line.rstrip("\n").split(":", 2)
-                if hid == "0" and controllers == "":
-                    return os.path.join(root, path.lstrip("/"))
-    except OSError:
-        pass
-    return None
+    return cgroup_v2_of("self")
 
 
-def cgroup_v2_of(pid: int) -> str | None:
+def cgroup_v2_of(pid: int | str) -> str | None:
     root = v2_root()
     if root is None:
         return None
