@@ -126,11 +126,12 @@ class TreePrinter:
         head = f"{self._rel(ev.t_ns)} {ev.pid:>7}"
         if ev.tid != ev.pid:
             head += f"/{ev.tid}"
-        mark = "" if ev.decision == "allow" else f"   <-- DENIED (EPERM) [{self.rule_name}]"
+        # strace's forms where it has one; the tree and timing columns are ours
+        mark = "" if ev.decision == "allow" else f"   = -1 EPERM (Operation not permitted)   [{self.rule_name}]"
         if ev.syscall in policy.NETWORK_CALLS and (ev.family or ev.syscall != "connect"):
             # socket(AF_INET, SOCK_STREAM); connect 10.0.0.1:443 (the cgroup hooks')
             if ev.syscall == "socketcall":
-                mark = f"   <-- DENIED (ENOSYS: i386 socketcall) [{self.rule_name}]"
+                mark = f"   = -1 ENOSYS (Function not implemented: i386 socketcall)   [{self.rule_name}]"
             elif ev.decision == "allow" and ev.syscall != "socket":
                 mark = f"   (recorded, not denied) [{self.rule_name}]"
             return f"{head} {network_text(ev)}{mark}"
@@ -138,12 +139,13 @@ class TreePrinter:
             cmd = shlex.join(ev.argv) if ev.argv else ev.path
             extra = f"   [{ev.path}]" if ev.argv and ev.path != ev.argv[0] else ""
             if ev.decision == "allow" and not self._found(ev):
-                mark = "   = ENOENT"
+                mark = "   = -1 ENOENT (No such file or directory)"
             return f"{head} {ev.syscall} {cmd}{extra}{mark}"
         if ev.syscall == "clone3":
             if self.have_forks and ev.decision == "enosys":
                 return None   # libc retries with clone: that line follows
-            return f"{head} clone3(flags={ev.clone_flags:#x}) = ENOSYS (libc falls back to clone)"
+            return (f"{head} clone3(flags={ev.clone_flags:#x}) = -1 ENOSYS (Function not implemented: "
+                    "libc falls back to clone)")
         if ev.syscall in ("fork", "vfork", "clone"):
             if ev.decision == "allow" and self.have_forks:
                 return None   # the connector's line carries the child pid
@@ -168,7 +170,8 @@ class TreePrinter:
             born = self.born.get(ev.pid, self.t0 if ev.pid == self.root else None)
             if born is not None:
                 life = f"   (lived {(ev.t_ns - born) / 1e6:.3f} ms)"
-            status = f"exit {ev.exit_code}" if ev.exit_signal is None else f"killed by {signal_name(ev.exit_signal)}"
+            status = (f"+++ exited with {ev.exit_code} +++" if ev.exit_signal is None
+                      else f"+++ killed by {signal_name(ev.exit_signal)} +++")
             line = f"{self._rel(ev.t_ns)} {ev.pid:>7} {status}{life}"
         self._emit({"type": ev.kind, **ev.to_dict()} if self.as_json else None, line, ev.t_ns)
 

@@ -444,11 +444,11 @@ def _trace(*args: str) -> subprocess.CompletedProcess:
 def test_isod_trace_shows_network_attempts(hooks):
     r = _trace("--size", "medium")
     assert r.stdout.strip() == "errno 1"
-    assert f"connect {FAR}:443   <-- DENIED (EPERM) [medium]" in r.stderr, r.stderr
+    assert f"connect {FAR}:443   = -1 EPERM (Operation not permitted)   [medium]" in r.stderr, r.stderr
     assert r.returncode == 1                               # something was denied
     r = _trace("--size", "small")
     assert r.stdout.strip() == "errno 1"
-    assert "socket(AF_INET, SOCK_STREAM)   <-- DENIED (EPERM) [small]" in r.stderr, r.stderr
+    assert "socket(AF_INET, SOCK_STREAM)   = -1 EPERM (Operation not permitted)   [small]" in r.stderr, r.stderr
     r = _trace("--size", "medium", "--json")
     events = [json.loads(line) for line in r.stderr.splitlines()]
     (net,) = [e for e in events if e.get("syscall") == "connect"]

@@ -267,6 +267,8 @@ class Session:
             self._start_workers()        # tests left and no worker (all retired or crashed)
             if self.workers:
                 return
+        if self.retired:
+            return   # finishing on their own; no process of a session outlives it
         self._end()
 
     def _end(self) -> None:
