@@ -5,16 +5,16 @@ chosen at launch and never changes. A small worker traps process creation;
 the supervisor asks ``decide(rule, syscall)`` for every trapped call, with
 ``IDLE`` until the worker has collected (spawns at import time are allowed and
 recorded) and the small rule from then on, between tests and at session
-teardown included. A worker of the spawning class traps nothing: what its
-rule allows runs natively (an allowed call routed through a supervisor can
-fail with EINTR, docs/kernel-notes.md) and its processes are recorded from
-the kernel's process events.
+teardown included. Medium and large workers trap nothing: what their rule
+allows runs natively (an allowed call routed through a supervisor can fail
+with EINTR, docs/kernel-notes.md) and their processes are recorded from the
+kernel's process events.
 
 Network (TC001): a small test may use no network at all, a medium test only
 loopback, large and xlarge anything (``Rule.network``). Small workers' filter
 traps socket() of network families (``LOCAL_FAMILIES`` are not), which
-``decide`` denies; spawning workers get the kernel's cgroup socket hooks,
-whose mode follows the running test's size (sandbox/netguard.py).
+``decide`` denies; medium workers get the kernel's cgroup socket hooks in
+loopback mode, a mode only the daemon writes (sandbox/netguard.py).
 """
 
 from __future__ import annotations
