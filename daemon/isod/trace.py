@@ -103,7 +103,7 @@ class TreePrinter:
     def trap(self, _box: Box, ev: Event) -> None:
         if ev.decision == "deny" or (ev.syscall == "socketcall" and ev.decision == "enosys"):
             self.denied.append(ev)
-        if ev.syscall in ("execve", "execveat") and ev.decision == "allow" and self._found(ev):
+        if ev.syscall in ("execve", "execveat") and ev.decision == "allow":
             self.execs += 1
             self.born.setdefault(ev.pid, ev.t_ns)
         if self.as_json:
@@ -116,11 +116,6 @@ class TreePrinter:
             line = self._trap_line(ev)
             if line is not None:
                 self._emit(None, line, ev.t_ns)
-
-    @staticmethod
-    def _found(ev: Event) -> bool:
-        """Whether an allowed exec's file exists (a PATH search tries several)."""
-        return not ev.cwd or os.path.exists(os.path.join(ev.cwd, ev.path))
 
     def _trap_line(self, ev: Event) -> str | None:
         head = f"{self._rel(ev.t_ns)} {ev.pid:>7}"
@@ -138,8 +133,6 @@ class TreePrinter:
         if ev.syscall in ("execve", "execveat"):
             cmd = shlex.join(ev.argv) if ev.argv else ev.path
             extra = f"   [{ev.path}]" if ev.argv and ev.path != ev.argv[0] else ""
-            if ev.decision == "allow" and not self._found(ev):
-                mark = "   = -1 ENOENT (No such file or directory)"
             return f"{head} {ev.syscall} {cmd}{extra}{mark}"
         if ev.syscall == "clone3":
             if self.have_forks and ev.decision == "enosys":

@@ -12,7 +12,6 @@ that exits within microseconds may leave only its pid).
 
 from __future__ import annotations
 
-import threading
 import time
 
 from ..policy import IDLE, Rule
@@ -33,7 +32,6 @@ class WatchBackend:
         self.records = self.connector is not None
         self.reason = ("no filter; processes recorded from the kernel's process events" if self.records else
                        "no filter; processes NOT recorded (the process events connector needs CAP_NET_ADMIN)")
-        self._lock = threading.Lock()
 
     def spawn(self, argv: list[str], *, rule: Rule = IDLE, on_event: EventSink | None = None,
               on_proc=None, **popen_kwargs) -> Box:

@@ -215,8 +215,7 @@ class Scheduler:
         while self.order and self.order[0][0] == cls:
             item = self.order.popleft()[1]
             if item is w.held:
-                d.release = True
-                w.held = None
+                d.release = True          # the session's send_release clears w.held
             else:
                 d.items.append(item)
         self.active = w.name
