@@ -12,6 +12,8 @@ that exits within microseconds may leave only its pid).
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 
 from ..policy import IDLE, Rule
@@ -63,8 +65,11 @@ class WatchBackend:
                 if ev.t_ns < go_ns:
                     return
                 if ev.kind == "exec" and ev.pid == root and launched:
-                    if not ev.argv:
+                    # /proc is read when the event is handled: a root that
+                    # exec'd again at once (`sh -c 'exec CMD'`) shows CMD there
+                    if ev.argv != launched["argv"]:
                         ev.argv, ev.argv_complete = launched["argv"], True
+                        ev.path = _resolve(argv[0], popen_kwargs.get("env"), popen_kwargs.get("cwd"))
                     launched.clear()
                 _record(box, ev, on_proc)
 
@@ -79,6 +84,14 @@ class WatchBackend:
     def close(self) -> None:
         if self.connector is not None:
             self.connector.close()
+
+
+def _resolve(program: str, env: dict | None, cwd: str | None) -> str:
+    """The file an exec of ``program`` runs, found as execvp finds it."""
+    if "/" in program:
+        return os.path.realpath(os.path.join(cwd or os.getcwd(), program))
+    found = shutil.which(program, path=(env if env is not None else os.environ).get("PATH", os.defpath))
+    return os.path.realpath(found) if found else program
 
 
 def _record(box: Box, ev: ProcEvent, on_proc) -> None:
