@@ -10,6 +10,7 @@ saying whether more follow.
 
 from __future__ import annotations
 
+import os
 import socket
 
 CHUNK = 60 * 1024
@@ -63,6 +64,21 @@ class Channel:
                 self._partial.clear()
                 return out
             return frame[1:]
+
+    def send_fds(self, payload: bytes, fds: list[int]) -> None:
+        """One frame (at most CHUNK bytes) with file descriptors attached."""
+        if len(payload) > CHUNK:
+            raise ValueError("a message with fds must fit one frame")
+        socket.send_fds(self.sock, [_LAST + payload], fds)
+
+    def recv_fds(self, maxfds: int) -> tuple[bytes, list[int]]:
+        """One frame sent by send_fds and its fds (blocking); EOFError at EOF."""
+        frame, fds, _flags, _addr = socket.recv_fds(self.sock, CHUNK + 1, maxfds)
+        if not frame:
+            for fd in fds:
+                os.close(fd)
+            raise EOFError("the other end of the worker channel closed")
+        return frame[1:], fds
 
     def fileno(self) -> int:
         return self.sock.fileno()

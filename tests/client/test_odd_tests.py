@@ -129,6 +129,25 @@ def test_freezes_its_daemon():
 def test_after():
     pass
 """}
-    r = run_pytest(tmp_path, files, "-q", "--isod-workers=1", timeout=60)   # embedded daemon
+    # embedded daemon; fresh workers (a forked worker's parent is the zygote)
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=1", timeout=60, env={"ISOD_ZYGOTE": "0"})
     assert r.rc == 0 and "2 passed" in r.out, r.out
     assert "isod: a process stopped the embedded daemon (SIGSTOP) 1 time(s); isod continued it" in r.out
+
+
+def test_a_test_that_stops_its_zygote_does_not_hang_the_run(tmp_path):
+    """A forked worker's parent is the zygote: stopped, it can neither fork
+    nor report its workers' exits, and the session still ends."""
+    files = {"test_stop.py": """
+import os, signal, pytest
+
+@pytest.mark.small
+def test_freezes_its_zygote():
+    os.kill(os.getppid(), signal.SIGSTOP)
+
+@pytest.mark.small
+def test_after():
+    pass
+"""}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=1", timeout=60)
+    assert r.rc == 0 and "2 passed" in r.out, r.out

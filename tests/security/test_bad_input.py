@@ -86,7 +86,7 @@ def test_each_bad_request_gets_a_precise_status(serve, project):
         ("pytest rejects the arguments", [open_msg(cwd, "--no-such-option"), items(ids), FINISH],
          grpc.StatusCode.OK, "exited with status 4 before collecting"),
         ("not a python", [with_open(cwd, python="/bin/true"), items(ids), FINISH], grpc.StatusCode.OK,
-         "worker gw0 exited with status 0 before collecting"),
+         "(the process that collects for the workers) exited with status 0 before collecting"),
     ]
     for name, msgs, code, needle in cases:
         t0 = time.monotonic()

@@ -132,7 +132,9 @@ class ProcConnector:
             if what == PROC_EVENT_FORK:
                 _ppid, ptgid, cpid, ctgid = _FORK.unpack_from(data, ev)
                 root = members.get(ptgid)
-                if root is not None and cpid == ctgid:
+                # a child already followed as a root of its own (a worker the
+                # zygote forked) stays its own
+                if root is not None and cpid == ctgid and cpid not in self.sinks:
                     members[cpid] = root
                     self._deliver(root, ProcEvent(t_ns=ts, kind="fork", pid=cpid, ppid=ptgid))
             elif what == PROC_EVENT_EXEC:

@@ -97,6 +97,26 @@ class SeccompBackend:
                 guard.close()
             raise
         netguard.attach_tree(guard, net, box, None if rule is IDLE else rule.name)
+        self._supervise(box, listener, on_event)
+        return box
+
+    def filter_for(self, env: dict | None) -> bytes:
+        """The program a process of this environment installs itself (a
+        worker forked by the zygote), as ``spawn`` would give its launcher."""
+        return self._program if netguard.NetConfig.from_env(env).network else bpf.program(network=False)
+
+    def adopt(self, popen, listener: int, *, rule: Rule, env: dict | None = None,
+              on_event: EventSink | None = None) -> Box:
+        """Supervise a process that installed ``filter_for``'s program itself
+        (no launcher exec to allow: ``rule`` holds from its first call)."""
+        guard, net, _why = netguard.prepare({"env": env}, None if rule is IDLE else rule.name)
+        box = Box(popen, rule, None)
+        box.launch_rule, box.rule = None, rule
+        netguard.attach_tree(guard, net, box, None if rule is IDLE else rule.name)
+        self._supervise(box, listener, on_event)
+        return box
+
+    def _supervise(self, box: Box, listener: int, on_event: EventSink | None) -> None:
         if on_event is not None:
             # Box.record queues the call; the supervisor makes it when no trap waits (see _loop)
             later = self._later
@@ -105,7 +125,6 @@ class SeccompBackend:
         if self.fast_path:
             self._caches[listener] = self._new_cache()
         self._epoll.register(listener, _EPOLLIN)
-        return box
 
     def close(self) -> None:
         self._closing = True

@@ -81,6 +81,22 @@ class WatchBackend:
         box.released.set()       # no supervisor holds anything of this tree
         return box
 
+    def adopt(self, popen, *, rule: Rule = IDLE, env: dict | None = None, on_event: EventSink | None = None,
+              on_proc=None) -> Box:
+        """Follow a process that is not our child (a worker forked by the
+        zygote) and everything it starts; it must not have forked yet."""
+        guard, net, _why = netguard.prepare({"env": env}, None if rule is IDLE else rule.name)
+        box = Box(popen, rule, on_event)
+        box.launch_rule, box.rule = None, rule
+        if self.connector is not None:
+            root = popen.pid
+            self.connector.follow(root, lambda ev: _record(box, ev, on_proc))
+            box.flush = self.connector.sync
+            box.on_release = lambda: self.connector.unfollow(root)
+        netguard.attach_tree(guard, net, box, None if rule is IDLE else rule.name)
+        box.released.set()
+        return box
+
     def close(self) -> None:
         if self.connector is not None:
             self.connector.close()

@@ -86,17 +86,21 @@ class Scheduler:
         for q in self.queues.values():
             q.clear()
 
-    def remove(self, cls: str, nodeids: set[str]) -> list:
-        """Take out the pending tests of a class with these node ids (a worker
-        of that class did not collect them); returns them."""
+    def remove(self, cls: str | None, nodeids: set[str]) -> list:
+        """Take out the pending tests of a class (of every class: None) with
+        these node ids (a worker of that class did not collect them, or the
+        zygote did not); returns them."""
         if self.ordered:
-            out = [i for c, i in self.order if c == cls and i.nodeid in nodeids]
-            self.order = deque((c, i) for c, i in self.order if not (c == cls and i.nodeid in nodeids))
+            out = [i for c, i in self.order if cls in (None, c) and i.nodeid in nodeids]
+            self.order = deque((c, i) for c, i in self.order if not (cls in (None, c) and i.nodeid in nodeids))
             return out
-        q = self.queues[cls]
-        out = [i for i in q if i.nodeid in nodeids]
-        if out:
-            self.queues[cls] = deque(i for i in q if i.nodeid not in nodeids)
+        out = []
+        for c, q in self.queues.items():
+            if cls in (None, c):
+                taken = [i for i in q if i.nodeid in nodeids]
+                if taken:
+                    self.queues[c] = deque(i for i in q if i.nodeid not in nodeids)
+                    out += taken
         return out
 
     def pending(self, cls: str | None = None) -> int:

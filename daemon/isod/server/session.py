@@ -22,6 +22,8 @@ from ..v1 import isod_pb2 as pb
 from .convert import SIZE_FROM_PB
 from .scheduler import Scheduler
 from .worker_handle import WorkerHandle
+from .worker_start import ZYGOTE_NAME
+from .zygote_handle import ZygoteHandle
 
 STDERR_TAIL = 4096
 
@@ -45,6 +47,8 @@ class Session:
         self.retired: set[WorkerHandle] = set()     # finishing without a test, their ids given on
         self.free_ids = [f"gw{i}" for i in range(self.sched.slots)]   # xdist-style, reused by a replacement
         self.early_collections: dict[str, pb.Collected] = {}
+        self.zygote: ZygoteHandle | None = None     # collects once; workers are forked from it
+        self.fresh_note_sent = False
         self.stderr_tail: dict[str, bytes] = {}
         self.items: list[pb.TestItem] | None = None
         self.client_ids: set[str] = set()
@@ -58,8 +62,19 @@ class Session:
 
     # --- lifecycle --------------------------------------------------------
     def start(self) -> None:
-        """Workers of the classes the client expects start while it collects."""
+        """Workers of the classes the client expects start while it collects
+        (forked from the zygote once it has collected, where it can be used)."""
         with self.lock:
+            if self._zygote_wanted():
+                self.zygote = ZygoteHandle(
+                    self.backends["native"], self.open, worker_count=self.sched.slots,
+                    testrun_uid=self.testrun_uid, limits=self.limits,
+                    on_collected=self._on_zygote_collected,
+                    on_output=lambda data, is_err: self._on_output(None, data, is_err),
+                    on_exit=self._on_zygote_exit)
+                self.zygote.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
+                self.zygote.on_refused = self._on_zygote_refused
+                self.zygote.on_outside = lambda outside: self._on_outside(None, outside)
             self._start_workers(list(self.open.class_hint) or [policy.SMALL_CLASS])
         self.out.put(pb.DaemonMessage(ready=pb.SessionReady(
             workers=self.nworkers, backend=self.backends["trap"].name, session_id=self.sid)))
@@ -67,6 +82,13 @@ class Session:
     def _start_workers(self, hint: list[str] = ()) -> None:
         for cls in self.sched.classes_to_start(list(self.workers.values()), list(hint)):
             self._spawn_worker(cls)
+
+    def _zygote_wanted(self) -> bool:
+        """A zygote needs backends that can take over a forked process (not
+        ptrace: it must be the worker's parent); ISOD_ZYGOTE=0 turns it off."""
+        if dict(self.open.env).get("ISOD_ZYGOTE", "1") in ("0", "no", "off", "false"):
+            return False
+        return all(hasattr(b, "adopt") for b in self.backends.values())
 
     def _spawn_worker(self, cls: str, name: str | None = None) -> None:
         if name is None or name not in self.free_ids:
@@ -80,7 +102,7 @@ class Session:
                              on_result=self._on_result, on_output=self._on_output, on_exit=self._on_exit,
                              limits=self.limits, on_outside=self._on_outside, on_node_down=self._on_node_down,
                              enforcing=self.enforcing, worker_count=self.sched.slots,
-                             testrun_uid=self.testrun_uid)
+                             testrun_uid=self.testrun_uid, zygote=self.zygote)
         except BaseException:
             self.free_ids.insert(0, name)
             raise
@@ -97,8 +119,10 @@ class Session:
             self.client_ids = {i.nodeid for i in self.items}
             self.sched.load([(policy.worker_class(SIZE_FROM_PB.get(i.size)), i) for i in self.items])
             for name, col in list(self.early_collections.items()):
-                if name in self.workers:
-                    self._check_collection(self.workers[name], col)
+                if name == ZYGOTE_NAME:
+                    self._check_collection(name, None, col)
+                elif name in self.workers and self._check_collection(name, self.workers[name].cls, col):
+                    self.workers[name].ready = True
             self.early_collections.clear()
             self._rebalance()
             self._maybe_end()
@@ -121,6 +145,8 @@ class Session:
             workers = [*self.workers.values(), *self.retired]
         for w in workers:
             w.kill()
+        if self.zygote is not None:
+            self.zygote.kill()
         self._end()
 
     # --- scheduling -------------------------------------------------------
@@ -159,38 +185,65 @@ class Session:
             w.send_finish()
 
     # --- worker callbacks -------------------------------------------------
-    def _on_collected(self, w: WorkerHandle, col: pb.Collected) -> None:
+    def _on_collected(self, w: WorkerHandle, col: pb.Collected | None) -> None:
+        """``col`` None: a worker forked from the zygote, whose collection was checked once."""
         with self.lock:
-            if self.items is None:
+            if col is None:
+                w.ready = True
+                self._rebalance()
+            elif self.items is None:
                 self.early_collections[w.name] = col
-            else:
-                self._check_collection(w, col)
+            elif self._check_collection(w.name, w.cls, col):
+                w.ready = True
                 self._rebalance()
 
-    def _check_collection(self, w: WorkerHandle, col: pb.Collected) -> None:
-        """Tests the client collected and this worker did not (a parameter id
-        made of datetime.now(), a conftest that differs per process) cannot
-        run anywhere of its class: each fails on its own, the rest run."""
+    def _on_zygote_collected(self, col: pb.Collected) -> None:
+        with self.lock:
+            if self.items is None:
+                self.early_collections[ZYGOTE_NAME] = col
+            else:
+                self._check_collection(ZYGOTE_NAME, None, col)
+
+    def _on_zygote_exit(self, z: ZygoteHandle) -> None:
+        with self.lock:
+            if not z.collected and not self.stopped and not self.ended:
+                tail = self.stderr_tail.get(ZYGOTE_NAME, b"").decode(errors="replace").strip()
+                self._fail(f"the isod zygote (the process that collects for the workers) exited with status "
+                           f"{z.exit_status} before collecting{': ' + tail if tail else ''}")
+            self._maybe_end()
+
+    def _on_zygote_refused(self, why: str) -> None:
+        """Said once in the run's output: every worker collects by itself now."""
+        self.out.put(pb.DaemonMessage(output=pb.WorkerOutput(
+            worker=ZYGOTE_NAME, stderr=True,
+            data=f"isod: workers start fresh and each collects the suite: {why}\n".encode())))
+
+    def _check_collection(self, who: str, cls: str | None, col: pb.Collected) -> bool:
+        """Tests the client collected and this worker (or the zygote, for
+        every class: ``cls`` None) did not (a parameter id made of
+        datetime.now(), a conftest that differs per process) cannot run
+        anywhere of its class: each fails on its own, the rest run. False
+        when the session failed on it."""
         missing = self.client_ids - set(col.nodeids)
         if missing and missing == self.client_ids:
             # not a test that differs: another project, another rootdir, or a broken conftest
             shown = "\n  ".join(sorted(missing)[:20]) + ("\n  ..." if len(missing) > 20 else "")
             errors = ("\nworker collection errors:\n  " + "\n  ".join(col.errors[:5])) if col.errors else ""
-            self._fail(f"worker {w.name} collected none of the client's {len(missing)} test(s):\n  {shown}{errors}")
-            return
-        lost = self.sched.remove(w.cls, missing) if missing else []
+            self._fail(f"worker {who} collected none of the client's {len(missing)} test(s):\n  {shown}{errors}")
+            return False
+        lost = self.sched.remove(cls, missing) if missing else []
         if lost:
             errors = ("; its collection errors: " + "; ".join(col.errors[:3])) if col.errors else ""
-            self.log(f"session {self.sid} worker {w.name} did not collect {len(lost)} test(s) the client did")
+            self.log(f"session {self.sid} worker {who} did not collect {len(lost)} test(s) the client did")
             for item in lost:
                 self.results += 1
                 self.out.put(pb.DaemonMessage(result=pb.TestResult(
-                    nodeid=item.nodeid, size=item.size, worker=w.name, interruption=pb.Interruption(
+                    nodeid=item.nodeid, size=item.size, worker=who, interruption=pb.Interruption(
                         kind=pb.Interruption.NOT_RUN,
-                        message=f"{item.nodeid} was collected by the client but not by isod worker {w.name} "
+                        message=f"{item.nodeid} was collected by the client but not by isod worker {who} "
                                 f"(its id or its presence differs between processes: e.g. a parameter id "
                                 f"made of the time or a random value){errors}"))))
-        w.ready = True
+        return True
 
     def _on_result(self, w: WorkerHandle, res: pb.TestResult) -> None:
         with self.lock:
@@ -205,16 +258,17 @@ class Session:
                 else:
                     self._dispatch(w)
 
-    def _on_outside(self, w: WorkerHandle, outside: pb.OutsideTests) -> None:
+    def _on_outside(self, w: WorkerHandle | None, outside: pb.OutsideTests) -> None:
         self.out.put(pb.DaemonMessage(outside=outside))
 
     def _on_node_down(self, w: WorkerHandle, down: pb.NodeDown) -> None:
         self.out.put(pb.DaemonMessage(node_down=down))
 
-    def _on_output(self, w: WorkerHandle, data: bytes, is_err: bool) -> None:
+    def _on_output(self, w: WorkerHandle | None, data: bytes, is_err: bool) -> None:
+        name = w.name if w is not None else ZYGOTE_NAME
         if is_err:
-            self.stderr_tail[w.name] = (self.stderr_tail.get(w.name, b"") + data)[-STDERR_TAIL:]
-        self.out.put(pb.DaemonMessage(output=pb.WorkerOutput(worker=w.name, data=data, stderr=is_err)))
+            self.stderr_tail[name] = (self.stderr_tail.get(name, b"") + data)[-STDERR_TAIL:]
+        self.out.put(pb.DaemonMessage(output=pb.WorkerOutput(worker=name, data=data, stderr=is_err)))
 
     def _on_exit(self, w: WorkerHandle) -> None:
         with self.lock:
@@ -245,11 +299,13 @@ class Session:
 
     # --- ending -----------------------------------------------------------
     def _fail(self, message: str) -> None:
-        self.error = message
+        self.error = self.error or message      # the first cause, not its consequences
         self.stopped = True
         self.sched.stop()
         for w in list(self.workers.values()):
             w.kill()
+        if self.zygote is not None:
+            self.zygote.kill()
         self._maybe_end()
 
     def _maybe_end(self) -> None:
@@ -269,6 +325,9 @@ class Session:
                 return
         if self.retired:
             return   # finishing on their own; no process of a session outlives it
+        if self.zygote is not None and not self.zygote.exited:
+            self.zygote.kill()       # no worker left to fork or reap; its exit ends the session
+            return
         self._end()
 
     def _end(self) -> None:

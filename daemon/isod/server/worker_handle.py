@@ -26,14 +26,17 @@ from google.protobuf.message import DecodeError
 from .. import channel, phase_word, policy
 from ..phase_word import PhaseWord
 from ..sandbox import Box
+from ..sandbox.adopted import AdoptedProcess
 from ..v1 import isod_pb2 as pb
 from .convert import SIZE_FROM_PB, event_to_pb
 from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS, Running, name_quick_execs
 from .worker_protocol import Violation, WorkerProtocol
+from .worker_start import identity_env, process_env, pytest_argv
 from .worker_texts import crash_text, replaced_text, stray_text, timeout_text
+from .zygote_handle import ForkFailed
 
-WORKER_PLUGIN = "isod.worker.plugin"
+FORK_READY_TIMEOUT = 30.0    # seconds from the zygote's fork to the worker's first message
 READ_BATCH_DELAY = 0.0005
 # seconds a test's setup or teardown may take at least (a session fixture that
 # starts a database); the size's limit times the call only
@@ -48,7 +51,7 @@ class WorkerHandle:
                  on_exit: Callable[[WorkerHandle], None], limits: LimitsConfig | None = None,
                  on_outside: Callable[[WorkerHandle, pb.OutsideTests], None] | None = None,
                  on_node_down: Callable[[WorkerHandle, pb.NodeDown], None] | None = None,
-                 enforcing: bool = True, worker_count: int = 1, testrun_uid: str = "") -> None:
+                 enforcing: bool = True, worker_count: int = 1, testrun_uid: str = "", zygote=None) -> None:
         self.name = name
         self.cls = cls
         self.on_node_down = on_node_down
@@ -76,39 +79,118 @@ class WorkerHandle:
         self.abort_reason: str | None = None   # why the daemon killed it (a forged or bad message)
         self.exit_status: int | None = None
         self._lock = threading.RLock()
+        self.phase = PhaseWord.create()      # which phase the running test is in (its deadlines)
+        self._open_msg, self._backend, self._limits_config = open_msg, backend, limits
+        # pytest-xdist's conventions: per-worker ports, databases, coverage files
+        self.identity = identity_env(name, cls, worker_count, testrun_uid)
+        self.reported_strays: set[int] = set()
+        self.started_at = time.monotonic()
+        self.started_ns = time.monotonic_ns()
+        self.box: Box | None = None         # None while a forked worker is on its way
+        self.pid = 0
+        self.forked = False                 # forked from the zygote, collected by it
+        self._kill_asked = False
+        fork = None
+        if zygote is not None and zygote.usable and hasattr(backend, "adopt"):
+            fork = self._request_fork(zygote)
+        if fork is None:
+            self._spawn_fresh()
+        self._thread = threading.Thread(target=self._read_loop, args=(fork,), name=f"isod-{name}", daemon=True)
+        self._thread.start()
+
+    def _spawn_fresh(self) -> None:
+        """A worker of its own: a new interpreter that collects by itself."""
+        open_msg = self._open_msg
         daemon_end, worker_end = channel.pair()
         self.chan = channel.Channel(daemon_end)
-        self.phase = PhaseWord.create()      # which phase the running test is in (its deadlines)
-        env = dict(open_msg.env)
+        env = process_env(open_msg, self.identity)
         env["ISOD_WORKER_FD"] = str(worker_end.fileno())
         env[phase_word.ENV_FD] = str(self.phase.fd)
-        # pytest-xdist's conventions: per-worker ports, databases, coverage files
-        env["ISOD_WORKER_ID"] = env["PYTEST_XDIST_WORKER"] = name
-        env["ISOD_WORKER_COUNT"] = env["PYTEST_XDIST_WORKER_COUNT"] = str(worker_count)
-        env["ISOD_TESTRUN_UID"] = env["PYTEST_XDIST_TESTRUNUID"] = testrun_uid
-        env["ISOD_WORKER_CLASS"] = cls
-        env["PYTHONUNBUFFERED"] = "1"
-        env.setdefault("PYTHONBREAKPOINT", "isod.worker.plugin.no_debugger")   # no terminal to debug in
-        # as the client started: `python -m pytest`, or the `pytest` script
-        # (sys.argv[0] and sys.path[0] differ: a flat layout tests another copy)
-        start = ["-m", "pytest"] if open_msg.launch in ("", "-m") else [open_msg.launch]
-        argv = [open_msg.python, *start, "-p", WORKER_PLUGIN, *open_msg.pytest_args]
         try:
-            self.box: Box = backend.spawn(
-                argv, cwd=open_msg.cwd or None, env=env, pass_fds=(worker_end.fileno(), self.phase.fd),
+            box = self._backend.spawn(
+                pytest_argv(open_msg), cwd=open_msg.cwd or None, env=env,
+                pass_fds=(worker_end.fileno(), self.phase.fd),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         finally:
             worker_end.close()
-        self.pid = self.box.pid
+        self._took(box)
+
+    def _took(self, box: Box) -> None:
+        self.box = box
+        self.pid = box.pid
         # per-size pids/memory limits on the tree, and the sweep of strays
-        self.limits = TreeLimits(self.pid, limits)
-        self.reported_strays: set[int] = set()
-        self.started_at = time.monotonic()
-        self.started_ns = time.monotonic_ns()
-        self._thread = threading.Thread(target=self._read_loop, name=f"isod-{name}", daemon=True)
-        self._thread.start()
+        self.limits = TreeLimits(self.pid, self._limits_config)
+        if self._kill_asked:
+            self.kill()
+
+    def _request_fork(self, zygote):
+        """Ask the zygote for this worker (answered on the read thread)."""
+        daemon_end, worker_end = channel.pair()
+        self.chan = channel.Channel(daemon_end)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self._pipes = (open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0))  # noqa: SIM115
+        traps = hasattr(self._backend, "filter_for")
+        env = dict(self.identity)
+        program = self._backend.filter_for(process_env(self._open_msg, env)) if traps else b""
+        try:
+            return zygote.fork(self.name, self.cls, env, program, [worker_end.fileno(), out_w, err_w, self.phase.fd])
+        finally:
+            worker_end.close()
+            os.close(out_w)
+            os.close(err_w)
+
+    def _adopt(self, fork) -> bool:
+        """The forked worker's process, supervised by its class's backend;
+        False (the worker failed to start) when the zygote could not give it."""
+        try:
+            proc = fork.wait()
+        except ForkFailed as e:
+            if not e.refused:
+                self.on_log(f"worker {self.name}: {e}")
+                self._pipes[0].close()
+                self._pipes[1].close()
+                self.exit_status = -1
+                return False
+            # forking is unsafe in this session's zygote: this worker starts fresh
+            self._pipes[0].close()
+            self._pipes[1].close()
+            self.chan.close()
+            self._spawn_fresh()
+            return True
+        proc.stdout, proc.stderr = self._pipes
+        env = process_env(self._open_msg, self.identity)
+        try:
+            ready = select.select([self.chan.fileno()], [], [], FORK_READY_TIMEOUT)[0]
+            raw, fds = self.chan.recv_fds(1) if ready else (b"", [])
+            first = pb.WorkerEvent.FromString(raw) if raw else None
+        except (EOFError, OSError, DecodeError):
+            first, fds = None, []
+        if first is None or first.WhichOneof("kind") != "forked" or first.forked.pid != proc.pid:
+            for fd in fds:
+                os.close(fd)
+            proc.kill()
+            self.on_log(f"worker {self.name}: forked pid {proc.pid} did not report")
+            self.box = Box(proc)
+            self.box.released.set()
+            self.pid = proc.pid
+            self.limits = TreeLimits(self.pid, self._limits_config)
+            return True        # the read loop sees it exit before collecting
+        if fds:
+            rule = policy.RULES[policy.Size.SMALL] if self.enforcing and self.cls == policy.SMALL_CLASS \
+                else policy.IDLE
+            box = self._backend.adopt(proc, fds[0], rule=rule, env=env)
+        else:
+            box = self._backend.adopt(proc, env=env)
+        self.forked = True
+        self._took(box)
+        if box.net is not None:
+            box.net.set_size(self.cls)
+        self.collected = True
+        self.on_collected(self, None)
+        return True
 
     # the protocol's state, as the session and the service read it
     @property
@@ -166,6 +248,9 @@ class WorkerHandle:
             pass   # the worker is gone; the read loop reports it
 
     def kill(self) -> None:
+        if self.box is None:
+            self._kill_asked = True      # on its way from the zygote: killed when it comes
+            return
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -173,7 +258,10 @@ class WorkerHandle:
         self.box.kill()
 
     # --- channel ----------------------------------------------------------
-    def _read_loop(self) -> None:
+    def _read_loop(self, fork=None) -> None:
+        if fork is not None and not self._adopt(fork):
+            self._never_started()
+            return
         poller = select.poll()
         fds = {self.chan.fileno(): "chan"}
         for pipe, is_err in ((self.box.popen.stdout, False), (self.box.popen.stderr, True)):
@@ -440,8 +528,20 @@ class WorkerHandle:
         self.phase.close()
         for pipe in (self.box.popen.stdout, self.box.popen.stderr):
             pipe.close()
+        if isinstance(self.box.popen, AdoptedProcess):
+            self.box.popen.close()
         self.box.released.wait(5)
         self.box.release()
+        self.on_exit(self)
+
+    def _never_started(self) -> None:
+        """The zygote died before forking it: the session sees a worker that
+        exited before collecting (and says why from the zygote's side)."""
+        with self._lock:
+            self.exited = True
+            self.crashed = True
+        self.chan.close()
+        self.phase.close()
         self.on_exit(self)
 
     def _crash_result(self, run: Running, status: int) -> pb.TestResult:

@@ -358,20 +358,28 @@ class Release(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerEvent(_message.Message):
-    __slots__ = ("collected", "started", "report", "finished", "batch", "node_down")
+    __slots__ = ("collected", "started", "report", "finished", "batch", "node_down", "forked")
     COLLECTED_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     NODE_DOWN_FIELD_NUMBER: _ClassVar[int]
+    FORKED_FIELD_NUMBER: _ClassVar[int]
     collected: Collected
     started: TestStarted
     report: PhaseReport
     finished: TestFinished
     batch: WorkerEvents
     node_down: NodeDown
-    def __init__(self, collected: _Optional[_Union[Collected, _Mapping]] = ..., started: _Optional[_Union[TestStarted, _Mapping]] = ..., report: _Optional[_Union[PhaseReport, _Mapping]] = ..., finished: _Optional[_Union[TestFinished, _Mapping]] = ..., batch: _Optional[_Union[WorkerEvents, _Mapping]] = ..., node_down: _Optional[_Union[NodeDown, _Mapping]] = ...) -> None: ...
+    forked: Forked
+    def __init__(self, collected: _Optional[_Union[Collected, _Mapping]] = ..., started: _Optional[_Union[TestStarted, _Mapping]] = ..., report: _Optional[_Union[PhaseReport, _Mapping]] = ..., finished: _Optional[_Union[TestFinished, _Mapping]] = ..., batch: _Optional[_Union[WorkerEvents, _Mapping]] = ..., node_down: _Optional[_Union[NodeDown, _Mapping]] = ..., forked: _Optional[_Union[Forked, _Mapping]] = ...) -> None: ...
+
+class Forked(_message.Message):
+    __slots__ = ("pid",)
+    PID_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    def __init__(self, pid: _Optional[int] = ...) -> None: ...
 
 class WorkerEvents(_message.Message):
     __slots__ = ("events",)
@@ -432,3 +440,62 @@ class RecordedWarning(_message.Message):
     lineno: int
     when: str
     def __init__(self, message: _Optional[str] = ..., category: _Optional[str] = ..., filename: _Optional[str] = ..., lineno: _Optional[int] = ..., when: _Optional[str] = ...) -> None: ...
+
+class ZygoteCommand(_message.Message):
+    __slots__ = ("fork",)
+    FORK_FIELD_NUMBER: _ClassVar[int]
+    fork: ForkWorker
+    def __init__(self, fork: _Optional[_Union[ForkWorker, _Mapping]] = ...) -> None: ...
+
+class ForkWorker(_message.Message):
+    __slots__ = ("name", "worker_class", "env", "filter")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    worker_class: str
+    env: _containers.ScalarMap[str, str]
+    filter: bytes
+    def __init__(self, name: _Optional[str] = ..., worker_class: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., filter: _Optional[bytes] = ...) -> None: ...
+
+class ZygoteEvent(_message.Message):
+    __slots__ = ("collected", "forked", "exited", "refused")
+    COLLECTED_FIELD_NUMBER: _ClassVar[int]
+    FORKED_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    collected: Collected
+    forked: WorkerSpawned
+    exited: WorkerExited
+    refused: ForkRefused
+    def __init__(self, collected: _Optional[_Union[Collected, _Mapping]] = ..., forked: _Optional[_Union[WorkerSpawned, _Mapping]] = ..., exited: _Optional[_Union[WorkerExited, _Mapping]] = ..., refused: _Optional[_Union[ForkRefused, _Mapping]] = ...) -> None: ...
+
+class WorkerSpawned(_message.Message):
+    __slots__ = ("name", "pid")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    pid: int
+    def __init__(self, name: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class WorkerExited(_message.Message):
+    __slots__ = ("pid", "status")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    status: int
+    def __init__(self, pid: _Optional[int] = ..., status: _Optional[int] = ...) -> None: ...
+
+class ForkRefused(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...

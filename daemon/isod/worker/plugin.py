@@ -30,7 +30,7 @@ import pytest
 from isod import channel, policy, wire
 from isod.v1 import isod_pb2 as pb
 
-from . import phases, xdist_compat
+from . import phases, xdist_compat, zygote
 
 ENV_FD = "ISOD_WORKER_FD"
 
@@ -200,9 +200,11 @@ def _repr(args) -> str:
 
 
 class WorkerPlugin:
-    def __init__(self, config: pytest.Config, chan: channel.Channel) -> None:
+    def __init__(self, config: pytest.Config, chan: channel.Channel | None,
+                 forks: zygote.Zygote | None = None) -> None:
         self.config = config
-        self.chan = chan
+        self.chan = chan            # None in the zygote until it forks this worker
+        self.zygote = forks
         self.intents = Intents()
         self.warnings: list[pb.RecordedWarning] = []
         self.reports: list[pb.PhaseReport] = []      # the running test's call and teardown reports
@@ -215,7 +217,11 @@ class WorkerPlugin:
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         errors = [f"{r.nodeid}: {r.longreprtext}" for r in getattr(self, "_collect_errors", [])]
-        self.send(collected=pb.Collected(nodeids=[i.nodeid for i in session.items], errors=errors))
+        collected = pb.Collected(nodeids=[i.nodeid for i in session.items], errors=errors)
+        if self.zygote is not None:
+            self.zygote.send(collected=collected)
+        else:
+            self.send(collected=collected)
 
     def pytest_collectreport(self, report) -> None:
         if report.failed:
@@ -223,6 +229,11 @@ class WorkerPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if self.zygote is not None:
+            # the zygote forks workers here; only a forked worker comes back
+            self.chan, _env = self.zygote.serve()
+            self.zygote = None
+            _start_worker(self.config, self.chan)
         by_id = {item.nodeid: item for item in session.items}
         pending: deque = deque()
         held = None            # sent with hold: the next test, not to start before `release`
@@ -410,13 +421,15 @@ def pytest_load_initial_conftests(early_config: pytest.Config):
     if os.environ.get(ENV_FD) is not None and os.environ.get("ISOD_WORKER_ID") is not None:
         xdist_compat.install(early_config)
         xdist_compat.keep_coverage_data(early_config)
+        if os.environ.get(zygote.ENV_FD) is not None:
+            zygote.READS.start(early_config)     # from here on a read of the worker id is the zygote's
     return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Before any plugin's pytest_configure reads the options."""
-    worker = os.environ.get("ISOD_WORKER_ID")
+    worker = zygote.READS.unwatched_env("ISOD_WORKER_ID")    # ours: not a conftest's read
     if os.environ.get(ENV_FD) is None or worker is None:
         return
     for line in policy.MARKERS:
@@ -427,12 +440,15 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             setattr(opt, name, value)
     # per-worker places, as pytest-xdist does: the workers of one session must
     # not wipe each other's basetemp or write over each other's log file
+    in_zygote = os.environ.get(zygote.ENV_FD) is not None
     if getattr(opt, "basetemp", None):
         os.makedirs(opt.basetemp, exist_ok=True)     # the client made it; a daemon elsewhere may not have
-        opt.basetemp = os.path.join(str(opt.basetemp), worker)
+        config.stash[zygote.BASETEMP_KEY] = str(opt.basetemp)
+        opt.basetemp = os.path.join(str(opt.basetemp), "zygote" if in_zygote else worker)
     log_file = getattr(opt, "log_file", None) or config.getini("log_file")
     if log_file:
-        opt.log_file = f"{log_file}.{worker}"
+        config.stash[zygote.LOG_FILE_KEY] = log_file
+        opt.log_file = os.devnull if in_zygote else f"{log_file}.{worker}"    # a forked worker opens its own
 
 
 @pytest.hookimpl(trylast=True)
@@ -440,20 +456,31 @@ def pytest_configure(config: pytest.Config) -> None:
     fd = os.environ.get(ENV_FD)
     if fd is None:
         return
-    chan = channel.from_fd(int(fd))
-    # a test that execs (or spawns, when its size allows) must not inherit it
-    os.set_inheritable(chan.fileno(), False)
     # the client prints the session: the worker's terminal reporter stays (plugins
     # and --setup-show expect one) but writes nowhere
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         _silence(config, reporter)
-    worker = WorkerPlugin(config, chan)
+    zfd = os.environ.get(zygote.ENV_FD)
+    if zfd is not None:
+        # the zygote: collects, then forks the workers (worker/zygote.py)
+        worker = WorkerPlugin(config, None, zygote.Zygote(config, channel.from_fd(int(zfd))))
+    else:
+        chan = channel.from_fd(int(fd))
+        worker = WorkerPlugin(config, chan)
     config.pluginmanager.register(worker, "isod-worker")
-    phases.register(config)
     if hasattr(config, "workeroutput"):
         config.pluginmanager.register(xdist_compat.NodeDown(config, worker.send), "isod-xdist-node")
         xdist_compat.register_fixtures(config)
+    if zfd is None:
+        _start_worker(config, chan)
+
+
+def _start_worker(config: pytest.Config, chan: channel.Channel) -> None:
+    """What each worker has of its own, started or forked."""
+    # a test that execs (or spawns, when its size allows) must not inherit it
+    os.set_inheritable(chan.fileno(), False)
+    phases.register(config)
     _watch_daemon(chan)
 
 

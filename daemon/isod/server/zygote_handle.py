@@ -1,0 +1,226 @@
+"""The daemon's handle on a session's zygote (worker/zygote.py).
+
+The zygote is started like a worker of no class, unfiltered, under the native
+backend (what its collection runs is recorded as any worker's collection).
+Once it has collected it forks workers on request; this handle sends the
+requests (with the worker's fds), tells each requester its worker's pid, and
+routes the exit statuses the zygote reports to the worker's process handle.
+The session kills it once it needs no more workers and the forked ones have
+exited (a stopped zygote cannot hold the session up), or it dies: a request it cannot answer any more fails, and
+the session starts fresh workers from then on.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from .. import channel
+from ..sandbox.adopted import AdoptedProcess
+from ..v1 import isod_pb2 as pb
+from .convert import event_to_pb
+from .limits import LimitsConfig, TreeLimits
+from .test_record import MAX_EVENTS
+from .worker_start import ZYGOTE_NAME, identity_env, process_env, pytest_argv
+
+FORK_FDS = 4
+
+
+class ForkFailed(Exception):
+    """The zygote could not give this worker; ``refused``: it is alive but
+    forking is unsafe in it (start fresh workers)."""
+
+    def __init__(self, why: str, refused: bool = False) -> None:
+        super().__init__(why)
+        self.refused = refused
+
+
+class ForkRequest:
+    """One worker asked of the zygote: its process once forked, or why not."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.proc: AdoptedProcess | None = None
+        self.error: ForkFailed | None = None
+        self._done = threading.Event()
+
+    def resolve(self, proc: AdoptedProcess | None = None, error: ForkFailed | None = None) -> None:
+        self.proc, self.error = proc, error
+        self._done.set()
+
+    def wait(self) -> AdoptedProcess:
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.proc
+
+
+class ZygoteHandle:
+    def __init__(self, backend, open_msg: pb.SessionOpen, *, worker_count: int, testrun_uid: str,
+                 on_collected: Callable[[pb.Collected], None], on_output: Callable[[bytes, bool], None],
+                 on_exit: Callable[[ZygoteHandle], None], limits: LimitsConfig | None = None) -> None:
+        self.on_collected, self.on_output, self.on_exit = on_collected, on_output, on_exit
+        self.on_log: Callable[[str], None] = lambda msg: None
+        self.on_refused: Callable[[str], None] = lambda why: None
+        self.on_outside: Callable[[pb.OutsideTests], None] = lambda outside: None
+        self.collected = False
+        self.refused = ""             # why it would not fork (the session starts fresh workers then)
+        self.exited = False
+        self.exit_status: int | None = None
+        self.killed = False
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[str, ForkRequest] = OrderedDict()
+        self._procs: dict[int, AdoptedProcess] = {}
+        self._early_exits: dict[int, int] = {}
+        daemon_end, zygote_end = channel.pair()
+        self.ctl = channel.Channel(daemon_end)
+        env = process_env(open_msg, identity_env(ZYGOTE_NAME, "", worker_count, testrun_uid))
+        env["ISOD_WORKER_FD"] = env["ISOD_ZYGOTE_FD"] = str(zygote_end.fileno())
+        try:
+            self.box = backend.spawn(
+                pytest_argv(open_msg), cwd=open_msg.cwd or None, env=env, pass_fds=(zygote_end.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        finally:
+            zygote_end.close()
+        self.pid = self.box.pid
+        self.limits = TreeLimits(self.pid, limits)
+        self.started_ns = time.monotonic_ns()
+        self._thread = threading.Thread(target=self._read_loop, name="isod-zygote", daemon=True)
+        self._thread.start()
+
+    @property
+    def usable(self) -> bool:
+        return not self.exited and not self.refused and not self.killed
+
+    def fork(self, name: str, cls: str, env: dict[str, str], program: bytes, fds: list[int]) -> ForkRequest:
+        """Ask for a worker; the caller keeps its fds (the zygote gets copies)."""
+        req = ForkRequest(name)
+        cmd = pb.ZygoteCommand(fork=pb.ForkWorker(name=name, worker_class=cls, env=env, filter=program))
+        with self._lock:
+            if not self.usable:
+                req.resolve(error=ForkFailed(self.refused or "the zygote has exited", refused=bool(self.refused)))
+                return req
+            self._pending[name] = req
+            try:
+                self.ctl.send_fds(cmd.SerializeToString(), fds)
+            except OSError as e:
+                del self._pending[name]
+                req.resolve(error=ForkFailed(f"the zygote cannot be reached: {e.strerror or e}"))
+        return req
+
+    def kill(self) -> None:
+        """Its end: it runs no test, and every worker it forked has exited (or is being killed)."""
+        self.killed = True
+        try:
+            os.killpg(self.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.box.kill()
+
+    # --- reader thread ----------------------------------------------------
+    def _read_loop(self) -> None:
+        poller = select.poll()
+        fds = {self.ctl.fileno(): None}
+        for pipe, is_err in ((self.box.popen.stdout, False), (self.box.popen.stderr, True)):
+            os.set_blocking(pipe.fileno(), False)
+            fds[pipe.fileno()] = is_err
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        chan_open = True
+        while chan_open or len(fds) > 1:
+            for fd, _mask in poller.poll():
+                if fd not in fds:
+                    continue
+                if fds[fd] is None:
+                    chan_open = self._drain()
+                    if not chan_open:
+                        poller.unregister(fd)
+                        del fds[fd]
+                    continue
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if data:
+                    self.on_output(data, fds[fd])
+                else:
+                    poller.unregister(fd)
+                    del fds[fd]
+        self._after_exit()
+
+    def _drain(self) -> bool:
+        while True:
+            try:
+                raw = self.ctl.recv(block=False)
+            except (EOFError, OSError):
+                return False
+            if raw is None:
+                return True
+            msg = pb.ZygoteEvent.FromString(raw)
+            kind = msg.WhichOneof("kind")
+            if kind == "collected":
+                self.collected = True
+                self._report_collection()
+                self.on_collected(msg.collected)
+            elif kind == "forked":
+                proc = AdoptedProcess(msg.forked.pid)
+                with self._lock:
+                    self._procs[proc.pid] = proc
+                    if proc.pid in self._early_exits:
+                        proc.set_status(self._early_exits.pop(proc.pid))
+                    req = self._pending.pop(msg.forked.name, None)
+                if req is not None:
+                    req.resolve(proc)
+            elif kind == "exited":
+                with self._lock:
+                    proc = self._procs.pop(msg.exited.pid, None)
+                    if proc is None:
+                        self._early_exits[msg.exited.pid] = msg.exited.status
+                if proc is not None:
+                    proc.set_status(msg.exited.status)
+            elif kind == "refused":
+                with self._lock:
+                    self.refused = msg.refused.reason
+                    req = self._pending.popitem(last=False)[1] if self._pending else None
+                self.on_log(f"zygote refused to fork: {msg.refused.reason}")
+                self.on_refused(msg.refused.reason)
+                if req is not None:
+                    req.resolve(error=ForkFailed(msg.refused.reason, refused=True))
+
+    def _report_collection(self) -> None:
+        """What its start and collection ran, as a worker's collection is
+        reported (what it does later is forking workers: ours)."""
+        self.box.settle()
+        events = [event_to_pb(ev, "collection", (ev.t_ns - self.started_ns) / 1e9)
+                  for ev in self.box.take_events()[:MAX_EVENTS]]
+        if events:
+            self.on_outside(pb.OutsideTests(worker=ZYGOTE_NAME, events=events))
+
+    def _after_exit(self) -> None:
+        try:
+            status = self.box.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            status = self.box.popen.wait()
+        self.exit_status = status
+        with self._lock:
+            self.exited = True
+            pending = list(self._pending.values())
+            self._pending.clear()
+        left = self.limits.sweep()
+        self.limits.close()
+        if left:
+            self.on_log(f"zygote: killed {len(left)} leftover process(es)")
+        self.ctl.close()
+        for pipe in (self.box.popen.stdout, self.box.popen.stderr):
+            pipe.close()
+        self.box.take_events()
+        self.box.release()
+        self.on_exit(self)      # first: the session's error says why the zygote died
+        for req in pending:
+            req.resolve(error=ForkFailed(f"the zygote exited (status {status}) before forking {req.name}"))

@@ -1,0 +1,305 @@
+"""The zygote: one pytest process per session that collects once, then forks workers.
+
+Starting a worker used to cost a Python start, a pytest import and a whole
+collection, per worker. The zygote does that once, unfiltered; the daemon
+then asks it for workers (``ForkWorker``) and each forked child becomes a
+worker of its class: a session of its own, its own output pipes, channel and
+phase word (passed with the request), the class's seccomp filter installed
+by itself while it is the only thread of its process, and pytest's per-worker
+state made anew (worker id, basetemp, log file). The zygote reaps its
+children and reports their exit status, since the daemon is not their parent.
+
+Forking copies a process, not its threads: with more than one thread, a lock
+another thread held stays locked forever in the child. The zygote refuses to
+fork then (``ForkRefused``, the daemon starts fresh workers and says why), and
+also when code read the worker id while collecting (a conftest that derives a
+port or a database name from ``PYTEST_XDIST_WORKER`` at import would see one
+id in every worker) or when pytest-cov measures (it starts per process).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from isod import channel, phase_word
+from isod.v1 import isod_pb2 as pb
+
+from . import xdist_compat
+
+ENV_FD = "ISOD_ZYGOTE_FD"
+WORKER_FD = "ISOD_WORKER_FD"
+WORKER_ID_VARS = frozenset({"PYTEST_XDIST_WORKER", "ISOD_WORKER_ID"})
+_FORK_FDS = 4        # channel, stdout, stderr, phase word
+
+
+class WorkerIdReads:
+    """Notices code reading the worker id before the fork (its value then is
+    the zygote's, not the worker's): the environment variables and
+    ``config.workerinput["workerid"]``."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._environ_getitem = None
+
+    def start(self, config: pytest.Config) -> None:
+        env_class = type(os.environ)
+        original = env_class.__getitem__
+        seen = self.seen
+
+        def getitem(environ, key):
+            if key in WORKER_ID_VARS and len(seen) < 3:
+                seen.append(f"os.environ[{key!r}]")
+            return original(environ, key)
+
+        self._environ_getitem = original
+        env_class.__getitem__ = getitem
+        if hasattr(config, "workerinput"):
+            config.workerinput = _WatchedInput(config.workerinput, seen)
+
+    def unwatched_env(self, key: str) -> str | None:
+        try:
+            return (self._environ_getitem or type(os.environ).__getitem__)(os.environ, key)
+        except KeyError:
+            return None
+
+    def stop(self) -> None:
+        if self._environ_getitem is not None:
+            type(os.environ).__getitem__ = self._environ_getitem
+            self._environ_getitem = None
+
+
+class _WatchedInput(dict):
+    def __init__(self, data: dict, seen: list[str]) -> None:
+        super().__init__(data)
+        self._seen = seen
+
+    def _note(self, key) -> None:
+        if key == "workerid" and self._seen is not None and len(self._seen) < 3:
+            self._seen.append("config.workerinput['workerid']")
+
+    def __getitem__(self, key):
+        self._note(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._note(key)
+        return super().get(key, default)
+
+    def stop(self) -> None:
+        self._seen = None
+
+
+READS = WorkerIdReads()     # started before the conftests load (plugin.py)
+
+
+PR_SET_DUMPABLE = 4
+
+
+def _set_dumpable(on: bool) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, int(on), 0, 0, 0)
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class Zygote:
+    def __init__(self, config: pytest.Config, ctl: channel.Channel) -> None:
+        self.config = config
+        self.ctl = ctl
+        os.set_inheritable(ctl.fileno(), False)
+        self.reads = READS
+        self.children: set[int] = set()
+
+    def send(self, **kind) -> None:
+        self.ctl.send(pb.ZygoteEvent(**kind).SerializeToString())
+
+    def refusal(self) -> str:
+        """Why forking a worker is unsafe now ('' when it is safe)."""
+        n = _threads()
+        if n > 1:
+            return (f"the collecting process runs {n} threads (a fork copies none of them, and a lock one of "
+                    "them held would stay locked in the worker)")
+        if self.reads.seen:
+            return (f"code read the worker id while collecting ({', '.join(self.reads.seen)}): each worker "
+                    "must collect with its own")
+        cov = self.config.pluginmanager.get_plugin("_cov")
+        if cov is not None and getattr(cov, "options", None) is not None and getattr(cov.options, "no_cov", True) \
+                is False and getattr(cov, "cov_controller", None) is not None:
+            return "pytest-cov measures from each worker's start"
+        return ""
+
+    def serve(self) -> tuple[channel.Channel, dict]:
+        """Fork workers until the daemon kills it (or goes away). Returns
+        only in a forked child: its channel and the environment it was given."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        outputs = (_identity(1), _identity(2))
+        # its workers must not reach into it (/proc/PID/mem, ptrace): it forks
+        # unfiltered. Each worker is made dumpable again (the daemon reads it).
+        _set_dumpable(False)
+        wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        old_wakeup = signal.set_wakeup_fd(wake_w)
+        old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
+        poller = select.poll()
+        poller.register(self.ctl.fileno(), select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        while True:
+            for fd, _ev in poller.poll():
+                if fd == wake_r:
+                    while True:
+                        try:
+                            if not os.read(wake_r, 256):
+                                break
+                        except BlockingIOError:
+                            break
+                    self._reap()
+                    continue
+                try:
+                    raw, fds = self.ctl.recv_fds(_FORK_FDS)
+                except (EOFError, OSError):
+                    self._orphaned()
+                cmd = pb.ZygoteCommand.FromString(raw)
+                why = self.refusal() if len(fds) == _FORK_FDS else f"{len(fds)} fds came with the request"
+                if why:
+                    for x in fds:
+                        os.close(x)
+                    self.send(refused=pb.ForkRefused(reason=why))
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    signal.set_wakeup_fd(old_wakeup)
+                    signal.signal(signal.SIGCHLD, old_chld)
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    return self._become_worker(cmd.fork, fds, outputs)
+                for x in fds:
+                    os.close(x)
+                self.children.add(pid)
+                self.send(forked=pb.WorkerSpawned(name=cmd.fork.name, pid=pid))
+            self._reap()
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            self.send(exited=pb.WorkerExited(pid=pid, status=os.waitstatus_to_exitcode(status)))
+
+    def _orphaned(self) -> None:
+        """The daemon is gone: no worker outlives it."""
+        for pid in self.children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self._exit(70)
+
+    def _exit(self, code: int) -> None:
+        # no session finish here: the zygote ran no test, its workers report
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+    # --- in the forked child ----------------------------------------------
+    def _become_worker(self, fork: pb.ForkWorker, fds: list[int], outputs) -> tuple[channel.Channel, dict]:
+        chan_fd, out_fd, err_fd, phase_fd = fds
+        os.setsid()                     # its own group: the daemon kills the worker's group
+        _set_dumpable(True)
+        self.ctl.close()
+        _redirect(outputs, out_fd, err_fd)
+        os.close(out_fd)
+        os.close(err_fd)
+        self.reads.stop()
+        wi = getattr(self.config, "workerinput", None)
+        if isinstance(wi, _WatchedInput):
+            wi.stop()
+        env = dict(fork.env)
+        env[phase_word.ENV_FD] = str(phase_fd)
+        env[WORKER_FD] = str(chan_fd)
+        os.environ.update(env)
+        chan = channel.from_fd(chan_fd)
+        os.set_inheritable(chan_fd, False)
+        if wi is not None:
+            wi.update(xdist_compat.workerinput(os.environ))
+        _per_worker_places(self.config, fork.name)
+        listener = None
+        if fork.filter:
+            from isod.sandbox.kernel import SECCOMP_FILTER_FLAG_NEW_LISTENER
+            from isod.sandbox.launcher import install
+
+            listener = install(fork.filter, SECCOMP_FILTER_FLAG_NEW_LISTENER)
+        msg = pb.WorkerEvent(forked=pb.Forked(pid=os.getpid())).SerializeToString()
+        if listener is not None:
+            chan.send_fds(msg, [listener])
+            os.close(listener)
+        else:
+            chan.send(msg)
+        return chan, env
+
+
+def _redirect(outputs, out_fd: int, err_fd: int) -> None:
+    """Every fd of the zygote's stdout or stderr (fds 1 and 2, and the copies
+    pytest's capture and faulthandler keep of them) now writes to this
+    worker's own pipes: its output and a crash's traceback are its own."""
+    out_id, err_id = outputs
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in (out_fd, err_fd):
+            continue
+        ident = _identity(fd)
+        if ident is None:
+            continue
+        if ident == out_id:
+            os.dup2(out_fd, fd, inheritable=fd <= 2)
+        elif ident == err_id:
+            os.dup2(err_fd, fd, inheritable=fd <= 2)
+
+
+def _per_worker_places(config: pytest.Config, name: str) -> None:
+    """What the zygote made for itself that a worker must have of its own
+    (the zygote used ``<basetemp>/zygote`` and no log file)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    base = config.stash.get(BASETEMP_KEY, None)
+    if factory is not None:
+        if base:
+            factory._given_basetemp = Path(os.path.abspath(os.path.join(base, name)))
+            config.option.basetemp = str(factory._given_basetemp)
+        factory._basetemp = None      # made on first use, by this worker
+    log_file = config.stash.get(LOG_FILE_KEY, None)
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    if log_file and logging_plugin is not None:
+        logging_plugin.set_log_path(f"{log_file}.{name}")
+
+
+BASETEMP_KEY = pytest.StashKey[str]()    # the client's --basetemp
+LOG_FILE_KEY = pytest.StashKey[str]()    # the client's log file
