@@ -214,6 +214,9 @@ class Session:
 
     def _on_zygote_refused(self, why: str) -> None:
         """Said once in the run's output: every worker collects by itself now."""
+        if self.fresh_note_sent:
+            return
+        self.fresh_note_sent = True
         self.out.put(pb.DaemonMessage(output=pb.WorkerOutput(
             worker=ZYGOTE_NAME, stderr=True,
             data=f"isod: workers start fresh and each collects the suite: {why}\n".encode())))

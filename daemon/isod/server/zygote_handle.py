@@ -79,7 +79,9 @@ class ZygoteHandle:
         self._early_exits: dict[int, int] = {}
         daemon_end, zygote_end = channel.pair()
         self.ctl = channel.Channel(daemon_end)
-        env = process_env(open_msg, identity_env(ZYGOTE_NAME, "", worker_count, testrun_uid))
+        # an xdist-shaped id (code that parses it at import must not break);
+        # a read of it while collecting makes the zygote refuse to fork
+        env = process_env(open_msg, identity_env("gw0", "", worker_count, testrun_uid))
         env["ISOD_WORKER_FD"] = env["ISOD_ZYGOTE_FD"] = str(zygote_end.fileno())
         try:
             self.box = backend.spawn(

@@ -1,0 +1,123 @@
+"""Workers are forked from one zygote per session, which collected once; and
+where forking is unsafe, each worker starts fresh and collects, and the run
+says why."""
+
+from __future__ import annotations
+
+import pytest
+from harness.daemon import run_pytest
+
+pytestmark = pytest.mark.large
+
+# Each process that collects (the client, the zygote, a fresh worker) writes one line.
+COUNTING_CONFTEST = '''
+import os
+def pytest_collection_finish(session):
+    with open(os.path.join(str(session.config.rootpath), "collections.txt"), "a") as f:
+        f.write(f"{os.getpid()}\\n")
+'''
+
+WHO = '''
+import os, pytest
+
+def _note(kind, worker_id, tmp_path):
+    with open(os.path.join(os.path.dirname(__file__), "who.txt"), "a") as f:
+        f.write(f"{kind} {worker_id} {os.getpid()} {os.getppid()} {tmp_path}\\n")
+
+@pytest.mark.parametrize("i", range(3))
+@pytest.mark.small
+def test_small(i, worker_id, tmp_path):
+    _note("small", worker_id, tmp_path)
+
+@pytest.mark.parametrize("i", range(3))
+@pytest.mark.medium
+def test_medium(i, worker_id, tmp_path):
+    _note("medium", worker_id, tmp_path)
+'''
+
+
+def _who(tmp_path):
+    rows = [line.split() for line in (tmp_path / "who.txt").read_text().splitlines()]
+    return [(kind, wid, int(pid), int(ppid), path) for kind, wid, pid, ppid, path in rows]
+
+
+def test_one_collection_for_all_workers_and_classes(tmp_path, daemon):
+    files = {"conftest.py": COUNTING_CONFTEST, "test_who.py": WHO}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)
+    assert r.rc == 0 and "6 passed" in r.out, r.out
+    assert len((tmp_path / "collections.txt").read_text().split()) == 2     # the client and the zygote
+    rows = _who(tmp_path)
+    by_class = {kind: {(wid, pid) for k, wid, pid, _, _ in rows if k == kind} for kind in ("small", "medium")}
+    assert all(len(v) == 1 for v in by_class.values()), rows        # one worker per class
+    (small,), (medium,) = by_class["small"], by_class["medium"]
+    assert small[0] != medium[0] and small[1] != medium[1], rows    # distinct gwN and processes
+    assert len({ppid for _, _, _, ppid, _ in rows}) == 1, rows      # one parent: the zygote
+    # each worker has its own basetemp, named by its id
+    for _kind, wid, _, _, path in rows:
+        assert f"/{wid}/" in path, rows
+
+
+def test_without_the_zygote_each_worker_collects(tmp_path, daemon):
+    files = {"conftest.py": COUNTING_CONFTEST, "test_who.py": WHO}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target, env={"ISOD_ZYGOTE": "0"})
+    assert r.rc == 0 and "6 passed" in r.out, r.out
+    # the client and each worker (a worker started on a wrong guess of its class too)
+    assert len((tmp_path / "collections.txt").read_text().split()) >= 3
+
+
+@pytest.mark.parametrize("conftest, why", [
+    ("import threading, time\n"
+     "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n",
+     "the collecting process runs 2 threads"),
+    ("import os\n"
+     "PORT = 5000 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:])\n",
+     "code read the worker id while collecting (os.environ['PYTEST_XDIST_WORKER'])"),
+], ids=["a-thread", "worker-id-at-import"])
+def test_where_forking_is_unsafe_workers_start_fresh_and_the_run_says_why(tmp_path, daemon, conftest, why):
+    files = {"conftest.py": COUNTING_CONFTEST + conftest, "test_who.py": WHO}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)
+    assert r.rc == 0 and "6 passed" in r.out, r.out
+    assert f"isod: workers start fresh and each collects the suite: {why}" in r.out, r.out
+    assert r.out.count("isod: workers start fresh") == 1, r.out
+    rows = _who(tmp_path)
+    assert len({wid for _, wid, _, _, _ in rows}) == 2, rows
+
+
+def test_a_killed_zygote_leaves_the_run_to_fresh_workers(tmp_path, daemon):
+    """A small test may signal its parent (same user): the session goes on
+    with fresh workers for what is left."""
+    files = {"test_kill.py": '''
+import os, signal, pytest
+
+@pytest.mark.small
+def test_kills_its_zygote():
+    os.kill(os.getppid(), signal.SIGKILL)
+
+@pytest.mark.small
+def test_crashes_its_worker():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@pytest.mark.small
+def test_after():
+    pass
+'''}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=1", target=daemon.target, timeout=120)
+    assert r.test("test_kills_its_zygote")["outcome"] == "passed", r.out
+    assert r.test("test_crashes_its_worker")["outcome"] == "failed", r.out
+    assert r.test("test_after")["outcome"] == "passed", r.out      # on a fresh replacement
+
+
+def test_a_forked_workers_output_is_its_own(tmp_path, daemon):
+    """What a worker writes outside pytest's capture (here: a fatal error's
+    traceback, through faulthandler's copy of stderr) comes from its own
+    pipe, so a crash report shows it."""
+    files = {"test_crash.py": '''
+import ctypes, pytest
+
+@pytest.mark.small
+def test_segfaults():
+    ctypes.string_at(0)
+'''}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=1", target=daemon.target, timeout=120)
+    assert r.test("test_segfaults")["outcome"] == "failed", r.out
+    assert "Fatal Python error: Segmentation fault" in r.out, r.out
