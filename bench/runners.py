@@ -32,6 +32,7 @@ class Runner:
     backend: str | None = None              # isod sandbox backend it needs
     prestarted: bool = False                # runs against Context.daemon
     probe_expect: dict = field(default_factory=dict)   # outcome on the spawn probe
+    env: dict = field(default_factory=dict)             # set in the run's environment
 
 
 @dataclass
@@ -54,6 +55,9 @@ RUNNERS: dict[str, Runner] = {r.key: r for r in (
            probe_expect={"passed": 2}),
     Runner("isod", "isod strict, seccomp (embedded daemon)", lambda c: [*ISOD, "--isod-backend", "seccomp"],
            backend="seccomp", probe_expect=ISOD_CAUGHT),
+    Runner("isod-fresh", "isod strict, seccomp, fresh workers (no zygote: each collects)",
+           lambda c: [*ISOD, "--isod-backend", "seccomp"], backend="seccomp", probe_expect=ISOD_CAUGHT,
+           env={"ISOD_ZYGOTE": "0"}),
     Runner("isod-ptrace", "isod strict, ptrace (embedded daemon)", lambda c: [*ISOD, "--isod-backend", "ptrace"],
            backend="ptrace", probe_expect=ISOD_CAUGHT),
     Runner("isod-w1", "isod strict, seccomp, --isod-workers 1",
@@ -121,7 +125,8 @@ def run_once(runner: Runner, suite: Suite, ctx: Context, expect: dict | None = N
     expect = suite.expect if expect is None else expect
     before = _tree_cpu(ctx.daemon if runner.prestarted else None)
     t = time.perf_counter()
-    p = subprocess.run(argv, cwd=suite.path, env=pytest_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    p = subprocess.run(argv, cwd=suite.path, env={**pytest_env(), **runner.env}, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=timeout, check=False)
     wall = time.perf_counter() - t
     cpu = _tree_cpu(ctx.daemon if runner.prestarted else None) - before
