@@ -216,8 +216,16 @@ def test_a_small_tests_late_c_fork_is_always_denied_and_recorded(tmp_path, daemo
 
 
 def test_a_session_of_small_tests_starts_no_spawning_worker(tmp_path, daemon):
-    r = run_pytest(tmp_path, {"test_s.py": "import pytest\n@pytest.mark.small\ndef test_a(): pass\n"},
-                   "-q", "--isod-workers=2", target=daemon.target)
-    assert r.rc == 0
+    files = {"test_s.py": "import subprocess, pytest\n"
+                          "@pytest.mark.small\ndef test_a(): pass\n"
+                          "@pytest.mark.small\ndef test_b(): subprocess.run(['true'])\n"}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target, env={"ISOD_ZYGOTE": "0"})
+    assert r.rc == 1 and r.test("test_a")["outcome"] == "passed", r.out
+    assert r.test("test_b")["outcome"] == "failed" and "[TC003]" in r.out     # denied: a trapping worker
     assert {t["worker"] for t in r.report["tests"]} <= {"gw0", "gw1"}
     assert all(o["commands"][0]["abi"] for o in r.report["outside_tests"])   # every worker launched trapped
+    # forked from the zygote: no launch of its own, under the small rule from its first instruction
+    z = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)
+    assert z.rc == 1 and z.test("test_b")["outcome"] == "failed", z.out
+    assert {o["worker"] for o in z.report["outside_tests"]} == {"zygote"}, z.report["outside_tests"]
+    assert all(c["phase"] == "collection" for o in z.report["outside_tests"] for c in o["commands"])

@@ -45,6 +45,7 @@ class Box:
         # kernel has queued so far when asked, and stop when told to let go.
         self.flush: Callable[[], None] | None = None
         self.on_release: Callable[[], None] | None = None
+        self.unfollow: Callable[[], None] | None = None   # stop recording, nothing else (native backend)
         self.net = None    # netguard.TreeNet: the cgroup socket hooks on this tree, where available
         self._exited: set[int] = set()      # pids seen exiting (native backend), until taken
 

@@ -37,6 +37,7 @@ _EVENT_HDR = struct.Struct("=IIQ")
 _FORK = struct.Struct("=IIII")
 _EXEC = struct.Struct("=II")
 _EXIT = struct.Struct("=IIII")
+SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP = 270, 1, 2
 ARGV_MAX = 128 << 10     # bytes of /proc/PID/cmdline kept per exec
 
 Sink = Callable[[ProcEvent], None]
@@ -57,6 +58,7 @@ class ProcConnector:
             raise
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         _attach_filter(self.sock)
+        self._membership(False)      # until a tree is followed
         self.sock.setblocking(False)
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._thread: threading.Thread | None = None
@@ -71,9 +73,21 @@ class ProcConnector:
         hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(cn), NLMSG_DONE, 0, 0, os.getpid())
         self.sock.send(hdr + cn)
 
+    def _membership(self, on: bool) -> None:
+        """In the group only while a tree is followed: the kernel sends every
+        fork, exec and exit of the machine to each member, and a busy host
+        would wake our thread for nothing."""
+        try:
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP if on else NETLINK_DROP_MEMBERSHIP,
+                                 CN_IDX_PROC)
+        except OSError:
+            pass
+
     def follow(self, root: int, sink: Sink) -> None:
         """Report root's tree to sink from now on; call before root can fork."""
         with self._lock:
+            if not self.sinks:
+                self._membership(True)
             self.members[root] = root
             self.sinks[root] = sink
             if self._thread is None:
@@ -85,6 +99,9 @@ class ProcConnector:
             self.sinks.pop(root, None)
             for pid in [p for p, r in self.members.items() if r == root]:
                 del self.members[pid]
+            if not self.sinks:
+                self._membership(False)
+                self._read_all()       # what was queued before: nobody's now
 
     def tree_size(self, root: int) -> int:
         """Processes of root's tree not yet seen exiting."""

@@ -75,7 +75,7 @@ class WatchBackend:
 
             self.connector.follow(root, sink)
             box.flush = self.connector.sync
-            box.on_release = lambda: self.connector.unfollow(root)
+            box.on_release = box.unfollow = lambda: self.connector.unfollow(root)
         netguard.attach_tree(guard, net, box, None if rule is IDLE else rule.name)
         launch.go()
         box.released.set()       # no supervisor holds anything of this tree
@@ -92,7 +92,7 @@ class WatchBackend:
             root = popen.pid
             self.connector.follow(root, lambda ev: _record(box, ev, on_proc))
             box.flush = self.connector.sync
-            box.on_release = lambda: self.connector.unfollow(root)
+            box.on_release = box.unfollow = lambda: self.connector.unfollow(root)
         netguard.attach_tree(guard, net, box, None if rule is IDLE else rule.name)
         box.released.set()
         return box

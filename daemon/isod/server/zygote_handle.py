@@ -198,6 +198,8 @@ class ZygoteHandle:
         """What its start and collection ran, as a worker's collection is
         reported (what it does later is forking workers: ours)."""
         self.box.settle()
+        if self.box.unfollow is not None:
+            self.box.unfollow()
         events = [event_to_pb(ev, "collection", (ev.t_ns - self.started_ns) / 1e9)
                   for ev in self.box.take_events()[:MAX_EVENTS]]
         if events:
