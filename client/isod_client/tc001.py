@@ -19,8 +19,7 @@ import ipaddress
 import textwrap
 
 from _pytest._code.code import ReprFileLocation, TerminalRepr
-from isod.policy import is_loopback, is_network
-from isod.sandbox.events import SOCK_TYPES, address_text, family_name, network_text
+from isod.contract import SOCK_TYPES, address_text, family_name, is_loopback, is_network, network_text
 from isod.v1 import isod_pb2 as pb
 
 from . import tc003

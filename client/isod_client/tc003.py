@@ -14,7 +14,7 @@ import shlex
 import textwrap
 
 from _pytest._code.code import ReprFileLocation, TerminalRepr
-from isod.policy import is_network, is_violation
+from isod.contract import is_network, is_violation
 from isod.v1 import isod_pb2 as pb
 
 RULE = "=" * 70

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from ..policy import Size
 from ..sandbox.events import Event
 from ..v1 import isod_pb2 as pb
 from ..wire import text, texts
-
-SIZE_TO_PB = {Size.SMALL: pb.SMALL, Size.MEDIUM: pb.MEDIUM, Size.LARGE: pb.LARGE, Size.XLARGE: pb.XLARGE}
-SIZE_FROM_PB = {v: k for k, v in SIZE_TO_PB.items()}
 
 
 def event_to_pb(ev: Event, phase: str = "", offset_s: float = 0.0) -> pb.SpawnEvent:

@@ -23,11 +23,11 @@ from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
-from .. import channel, phase_word, policy
+from .. import channel, contract, phase_word, policy
 from ..phase_word import PhaseWord
 from ..sandbox import Box
 from ..v1 import isod_pb2 as pb
-from .convert import SIZE_FROM_PB, event_to_pb
+from .convert import event_to_pb
 from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS, Running, name_quick_execs
 from .worker_protocol import Violation, WorkerProtocol
@@ -260,11 +260,11 @@ class WorkerHandle:
                     self.on_result(self, done[0])
         elif kind == "started":
             t0_ns = msg.started.t_ns or time.monotonic_ns()
-            if self.deferred is not None and self.cls == policy.SMALL_CLASS:
+            if self.deferred is not None and self.cls == contract.SMALL_CLASS:
                 self._charge_leftovers(*self.deferred, t0_ns - 1)
             run = self.protocol.started(msg.started.nodeid, t0_ns)
             self._cut_outside("between tests" if self.last_test else "collection", until_ns=t0_ns - 1)
-            size = SIZE_FROM_PB.get(run.item.size)
+            size = contract.size_from_pb(run.item.size)
             if size is not None:
                 self.limits.apply(size.value)
         elif kind == "report":
@@ -289,10 +289,10 @@ class WorkerHandle:
                 self.on_result(self, res)
         elif kind == "collected":
             self.collected = True
-            if self.cls == policy.SMALL_CLASS and self.enforcing:
+            if self.cls == contract.SMALL_CLASS and self.enforcing:
                 # before any test is sent: from here on, between tests and at
                 # session teardown too, nothing of this worker may spawn
-                self.box.rule = policy.RULES[policy.Size.SMALL]
+                self.box.rule = policy.RULES[contract.Size.SMALL]
             if self.box.net is not None:
                 self.box.net.set_size(self.cls)     # the class's network rule, from now on
             self.on_collected(self, msg.collected)
@@ -316,7 +316,7 @@ class WorkerHandle:
         if self.abort_reason is None:
             self.on_log(f"worker {self.name}: protocol violation ({what}); killing it")
         why = (f"test code wrote on the isod worker channel ({what}); isod killed the worker"
-               + ("" if self.cls == policy.SMALL_CLASS else ": the reports of its tests cannot be trusted"))
+               + ("" if self.cls == contract.SMALL_CLASS else ": the reports of its tests cannot be trusted"))
         if self.running is None and self.abort_reason is None and self.on_forgery is not None:
             # no test to fail (a forged `finished` was taken for real): the run fails instead
             self.on_forgery(self, f"worker {self.name} (last test {self.last_test or 'none'}): {why}")
@@ -397,7 +397,7 @@ class WorkerHandle:
             self.timed_out = True
             self._cut(run)
             self.protocol.end(run)
-            size = SIZE_FROM_PB.get(run.item.size)
+            size = contract.size_from_pb(run.item.size)
             msg = timeout_text(f"{run.item.nodeid} ({size.value if size else 'unsized'})", phase, elapsed, limit,
                                run.item.timeout_s)
             self.on_result(self, run.result(self.name, interruption=pb.Interruption(

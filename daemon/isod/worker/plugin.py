@@ -27,7 +27,7 @@ from collections import deque
 
 import pytest
 
-from isod import channel, policy, wire
+from isod import channel, contract, wire
 from isod.v1 import isod_pb2 as pb
 
 from . import phases, xdist_compat
@@ -419,7 +419,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     worker = os.environ.get("ISOD_WORKER_ID")
     if os.environ.get(ENV_FD) is None or worker is None:
         return
-    for line in policy.MARKERS:
+    for line in contract.MARKERS:
         config.addinivalue_line("markers", line)
     opt = config.option
     for name, value in _CLIENT_ONLY.items():
