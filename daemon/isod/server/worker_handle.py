@@ -27,7 +27,7 @@ from .. import channel, contract, phase_word, policy
 from ..phase_word import PhaseWord
 from ..sandbox import Box
 from ..v1 import isod_pb2 as pb
-from .convert import event_to_pb
+from ..wire import event_to_pb
 from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS, Running, name_quick_execs
 from .worker_protocol import Violation, WorkerProtocol
