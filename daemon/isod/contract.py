@@ -7,7 +7,8 @@ with them (and with the size advisor, advice.py, which needs only this):
 - the test sizes, their pytest markers and default time limits, and a size's
   number on the wire (``size_to_pb``, ``size_from_pb``);
 - the worker class a size runs in (the client hints the classes it expects);
-- what counts as a violation (TC003: a process; TC001: the network);
+- what counts as a violation: the daemon marks each recorded call it sends
+  (``SpawnEvent.violation``), and the client's TC003 and TC001 read that mark;
 - how a recorded network call is written in text;
 - pytest-xdist's workerinput and workeroutput as they travel between the
   client and its workers;
@@ -126,6 +127,19 @@ def is_loopback(host: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback or ip.is_unspecified
+
+
+def violation(ev) -> int:
+    """The wire's SpawnEvent.Violation of a recorded call (an Event or its
+    wire form): which sizes' rule it breaks, whatever the size of the test
+    that made it. The daemon sends every event marked with it."""
+    from .v1 import isod_pb2 as pb
+
+    if is_network(ev):
+        if ev.syscall in ("connect", "sendmsg") and not is_loopback(ev.host):
+            return pb.SpawnEvent.REMOTE_NETWORK
+        return pb.SpawnEvent.NETWORK
+    return pb.SpawnEvent.PROCESS if is_violation(ev.syscall) else pb.SpawnEvent.NO_VIOLATION
 
 
 # --- network calls in text ----------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .contract import violation
 from .v1 import isod_pb2 as pb
 
 if TYPE_CHECKING:
@@ -29,11 +30,11 @@ def utf8_safe_list(items) -> list[str]:
 
 
 def event_to_pb(ev: Event, phase: str = "", offset_s: float = 0.0) -> pb.SpawnEvent:
-    """A recorded call as the client gets it."""
+    """A recorded call as the client gets it, marked with the rule it breaks."""
     return pb.SpawnEvent(
         t_ns=ev.t_ns, pid=ev.pid, tid=ev.tid, ppid=ev.ppid, syscall=ev.syscall, abi=ev.abi,
         decision=ev.decision, latency_ns=ev.latency_ns, path=utf8_safe(ev.path), argv=utf8_safe_list(ev.argv),
         cwd=utf8_safe(ev.cwd), clone_flags=ev.clone_flags, argv_complete=ev.argv_complete, phase=phase,
         offset_s=offset_s, child_pid=ev.child, family=ev.family, sock_type=ev.sock_type, protocol=ev.protocol,
-        host=ev.host, port=ev.port,
+        host=ev.host, port=ev.port, violation=violation(ev),
     )

@@ -6,9 +6,13 @@ from pathlib import Path
 import pytest
 from isod import contract
 from isod.contract import Size
+from isod.sandbox.events import Event
 from isod.v1 import isod_pb2 as pb
+from isod.wire import event_to_pb
 
 pytestmark = pytest.mark.small
+
+V = pb.SpawnEvent
 
 
 def test_size_to_the_wire_and_back_is_total_and_inverse():
@@ -47,6 +51,38 @@ def test_each_size_has_its_worker_class():
 def test_an_io_uring_ring_is_no_violation():
     """Answered ENOSYS by the small filter itself: a ring creates no process."""
     assert not contract.is_violation("io_uring_setup")
+    assert contract.violation(pb.SpawnEvent(syscall="io_uring_setup", decision="enosys")) == V.NO_VIOLATION
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    (dict(syscall="execve"), V.PROCESS),
+    (dict(syscall="clone3", decision="enosys"), V.PROCESS),
+    (dict(syscall="vfork"), V.PROCESS),
+    (dict(syscall="ptrace"), V.PROCESS),
+    (dict(syscall="connect", path="unix:///run/isod.sock"), V.PROCESS),   # the daemon's socket: no family
+    (dict(syscall="openat"), V.NO_VIOLATION),
+    (dict(syscall="socket", family=2, sock_type=1), V.NETWORK),
+    (dict(syscall="socketcall", family=10, sock_type=2), V.NETWORK),
+    (dict(syscall="connect", family=2, host="127.0.0.1", port=80), V.NETWORK),
+    (dict(syscall="connect", family=10, host="::ffff:127.0.0.1", port=80), V.NETWORK),
+    (dict(syscall="sendmsg", family=10, host="::1", port=53), V.NETWORK),
+    (dict(syscall="connect", family=2, host="0.0.0.0", port=80), V.NETWORK),
+    (dict(syscall="connect", family=2, host="10.0.0.1", port=443), V.REMOTE_NETWORK),
+    (dict(syscall="sendmsg", family=2, host="8.8.8.8", port=53), V.REMOTE_NETWORK),
+    (dict(syscall="connect", family=2), V.REMOTE_NETWORK),               # no address: not known to stay here
+])
+def test_violation_says_which_sizes_rule_a_call_breaks(fields, expected):
+    assert contract.violation(pb.SpawnEvent(**fields)) == expected
+
+
+def test_the_daemon_sends_every_event_marked():
+    def event(syscall, **kw):
+        return Event(t_ns=1, pid=2, tid=2, ppid=1, syscall=syscall, abi="x86_64", decision="deny", latency_ns=1, **kw)
+
+    assert event_to_pb(event("execve", path="/bin/ls", argv=["ls"])).violation == V.PROCESS
+    assert event_to_pb(event("socket", family=2, sock_type=1)).violation == V.NETWORK
+    assert event_to_pb(event("connect", family=2, host="192.0.2.1", port=443)).violation == V.REMOTE_NETWORK
+    assert event_to_pb(event("io_uring_setup")).violation == V.NO_VIOLATION
 
 
 def test_network_calls_in_text():

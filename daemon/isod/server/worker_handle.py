@@ -335,7 +335,7 @@ class WorkerHandle:
             if self.running is not None:
                 self.running.events.append(pb.SpawnEvent(
                     t_ns=time.monotonic_ns(), pid=self.pid, tid=self.pid, syscall="connect", decision="deny",
-                    phase=self.running.phase, path=what,
+                    phase=self.running.phase, path=what, violation=pb.SpawnEvent.PROCESS,
                     offset_s=(time.monotonic_ns() - self.running.t0_ns) / 1e9))
 
     def _strays(self, run: Running) -> list[str]:
