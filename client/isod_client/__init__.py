@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from isod.policy import MARKERS, Size
+from isod.contract import MARKERS, Size
 
 SIZES = [s.value for s in Size]
 ENFORCEMENTS = ("strict", "warn", "off")

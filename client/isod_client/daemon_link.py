@@ -19,7 +19,7 @@ import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from isod import EMBEDDED_DIR_PREFIX
+from isod.contract import EMBEDDED_DIR_PREFIX
 from isod.v1 import isod_pb2 as pb
 from isod.v1 import isod_pb2_grpc as pb_grpc
 

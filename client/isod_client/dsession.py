@@ -17,7 +17,7 @@ import warnings
 import grpc
 import pytest
 from _pytest.reports import TestReport
-from isod.policy import Size, worker_class
+from isod.contract import Size, size_to_pb, worker_class
 from isod.v1 import isod_pb2 as pb
 
 from . import tc001, tc003
@@ -26,7 +26,6 @@ from .report_file import ReportFile
 from .sizes import fixture_limit, item_size, item_timeout, limits
 from .worker_args import launch, worker_args
 
-SIZE_TO_PB = {Size.SMALL: pb.SMALL, Size.MEDIUM: pb.MEDIUM, Size.LARGE: pb.LARGE, Size.XLARGE: pb.XLARGE}
 ENFORCEMENT_TO_PB = {"strict": pb.STRICT, "warn": pb.WARN, "off": pb.OFF}
 
 
@@ -130,7 +129,7 @@ class Controller:
         kill_at_limit = self.enforcement == "strict"
         fixtures = fixture_limit(self.config)
         self.link.send(pb.ClientMessage(run=pb.RunTests(items=[
-            pb.TestItem(nodeid=nid, size=SIZE_TO_PB[self.sizes[nid][0]],
+            pb.TestItem(nodeid=nid, size=size_to_pb(self.sizes[nid][0]),
                         timeout_s=self.sizes[nid][1] if kill_at_limit else 0.0,
                         fixture_timeout_s=fixtures)
             for nid in items])))

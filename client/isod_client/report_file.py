@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from isod import advice
-from isod.policy import DEFAULT_TIMEOUTS, Size
+from isod.contract import DEFAULT_TIMEOUTS, Size
 from isod.v1 import isod_pb2 as pb
 
 NETWORK_FIELDS = ("family", "sock_type", "protocol", "host", "port", "address")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from isod.policy import DEFAULT_TIMEOUTS, Size
+from isod.contract import DEFAULT_TIMEOUTS, Size
 
 SIZE_MARKERS = {s.value: s for s in Size}
 

@@ -19,8 +19,7 @@ import ipaddress
 import textwrap
 
 from _pytest._code.code import ReprFileLocation, TerminalRepr
-from isod.policy import is_loopback, is_network
-from isod.sandbox.events import SOCK_TYPES, address_text, family_name, network_text
+from isod.contract import SOCK_TYPES, address_text, family_name, is_loopback, network_text
 from isod.v1 import isod_pb2 as pb
 
 from . import tc003
@@ -55,14 +54,16 @@ _LOOKUPS = ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_
 ANY_THREAD_WINDOW_S = 2.0   # another thread's lookup names a socket() only if it came shortly before
 
 
+# network use as the daemon marked it (SpawnEvent.violation): a small test
+# may use none, a medium test none beyond loopback
+_NETWORK = (pb.SpawnEvent.NETWORK, pb.SpawnEvent.REMOTE_NETWORK)
+_FORBIDDEN = {pb.SMALL: _NETWORK, pb.MEDIUM: (pb.SpawnEvent.REMOTE_NETWORK,)}
+
+
 def violations(result: pb.TestResult) -> list[pb.SpawnEvent]:
     """The recorded network calls the test's size forbids."""
-    if result.size == pb.SMALL:
-        return [e for e in result.events if is_network(e)]
-    if result.size == pb.MEDIUM:
-        return [e for e in result.events if is_network(e) and e.syscall in ("connect", "sendmsg")
-                and not is_loopback(e.host)]
-    return []
+    forbidden = _FORBIDDEN.get(result.size, ())
+    return [e for e in result.events if e.violation in forbidden]
 
 
 def _numeric(host: str) -> bool:
@@ -80,7 +81,7 @@ def unseen_intents(result: pb.TestResult) -> list[pb.Intent]:
     Numeric addresses only: a name ("localhost", "db") is not judged."""
     if result.size not in (pb.SMALL, pb.MEDIUM):
         return []
-    kernel = [e for e in result.events if is_network(e)]
+    kernel = [e for e in result.events if e.violation in _NETWORK]
     out = []
     for it in result.intents:
         if it.event not in _CONNECTS or len(it.argv) < 2 or not _numeric(it.argv[0]):

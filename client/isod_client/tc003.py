@@ -14,7 +14,6 @@ import shlex
 import textwrap
 
 from _pytest._code.code import ReprFileLocation, TerminalRepr
-from isod.policy import is_network, is_violation
 from isod.v1 import isod_pb2 as pb
 
 RULE = "=" * 70
@@ -32,8 +31,8 @@ _LABEL = {"clone": "clone (fork)", "clone3": "clone (fork)", "vfork": "vfork", "
 
 
 def violations(result: pb.TestResult) -> list[pb.SpawnEvent]:
-    """Process creations (network calls are TC001's: tc001.py)."""
-    return [e for e in result.events if is_violation(e.syscall) and not is_network(e)]
+    """Process creations, as the daemon marked them (network calls are TC001's: tc001.py)."""
+    return [e for e in result.events if e.violation == pb.SpawnEvent.PROCESS]
 
 
 CTYPES_WINDOW_S = 1.0   # a ctypes lookup names the spawn only if it came shortly before
@@ -234,7 +233,7 @@ def outside_lines(outside: list[pb.OutsideTests]) -> list[str]:
     counts: dict[str, int] = {}
     for o in outside:
         for ev in o.events:
-            if ev.phase == "collection" or not is_violation(ev.syscall) or is_network(ev):
+            if ev.phase == "collection" or ev.violation != pb.SpawnEvent.PROCESS:
                 continue
             what = (f"{ev.syscall}: {_exec_command(ev)}" if ev.syscall in ("execve", "execveat")
                     else f"{ev.syscall} by pid {ev.pid}")

@@ -21,8 +21,8 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from isod.contract import ENV_MAINARGV, ENV_WORKERINPUT, xdist_dumps, xdist_loads
 from isod.v1 import isod_pb2 as pb
-from isod.worker import xdist_compat
 
 _NODES = pytest.StashKey["Nodes"]()
 ALL_WORKERS = "gw*"      # the id of the node that stands for all workers in pytest_configure_node
@@ -79,15 +79,14 @@ class Nodes:
         self.workerinput = node.workerinput
         added = {k: v for k, v in node.workerinput.items() if k not in base}
         # always set: an outer isod run's value must not reach these workers
-        return {xdist_compat.ENV_MAINARGV: json.dumps(list(sys.argv)),
-                xdist_compat.ENV_WORKERINPUT: xdist_compat.dumps(added).decode()}
+        return {ENV_MAINARGV: json.dumps(list(sys.argv)), ENV_WORKERINPUT: xdist_dumps(added).decode()}
 
     def down(self, msg: pb.NodeDown) -> None:
         """A worker ended: xdist's testnodedown, with its workeroutput or the error."""
         node = Node(self.config, msg.worker, {**self.workerinput, "workerid": msg.worker})
         if not msg.error:
             try:
-                node.workeroutput = xdist_compat.loads(msg.workeroutput_json) if msg.workeroutput_json else {}
+                node.workeroutput = xdist_loads(msg.workeroutput_json) if msg.workeroutput_json else {}
             except ValueError:
                 node.workeroutput = {}
         self._call("pytest_testnodedown", node=node, error=msg.error or None)

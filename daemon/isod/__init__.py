@@ -5,6 +5,3 @@ execs the target, so anything imported here slows every launch.
 """
 
 __version__ = "0.1.0"
-# The client's private directory for an embedded daemon (the socket, its log);
-# the daemon removes it itself when its client died.
-EMBEDDED_DIR_PREFIX = "isod-embedded-"

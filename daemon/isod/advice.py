@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .policy import DEFAULT_TIMEOUTS, PROCESS_CREATION, Size, is_violation
+from .contract import DEFAULT_TIMEOUTS, PROCESS_CREATION, Size, is_violation
 
 ORDER = (Size.SMALL, Size.MEDIUM, Size.LARGE, Size.XLARGE)
 MARGIN = 0.5          # a size fits a test that takes at most this share of its limit

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .policy import Size
+from .contract import Size
 from .sandbox.backends import BACKEND_CHOICES
 
 SIZES = [s.value for s in Size]

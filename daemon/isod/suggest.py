@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import advice
-from .policy import Size
+from .contract import Size
 
 SIZE_NAMES = tuple(s.value for s in Size)
 

@@ -16,9 +16,9 @@ import threading
 import time
 from typing import TextIO
 
-from . import policy
+from . import contract, policy
+from .contract import network_text
 from .sandbox import Box, Event, ProcEvent, SandboxError, open_backend
-from .sandbox.events import network_text
 from .sandbox.proc_connector import open_connector
 from .sandbox.watch import WatchBackend
 
@@ -123,7 +123,7 @@ class TreePrinter:
             head += f"/{ev.tid}"
         # strace's forms where it has one; the tree and timing columns are ours
         mark = "" if ev.decision == "allow" else f"   = -1 EPERM (Operation not permitted)   [{self.rule_name}]"
-        if ev.syscall in policy.NETWORK_CALLS and (ev.family or ev.syscall != "connect"):
+        if ev.syscall in contract.NETWORK_CALLS and (ev.family or ev.syscall != "connect"):
             # socket(AF_INET, SOCK_STREAM); connect 10.0.0.1:443 (the cgroup hooks')
             if ev.syscall == "socketcall":
                 mark = f"   = -1 ENOSYS (Function not implemented: i386 socketcall)   [{self.rule_name}]"
@@ -215,7 +215,7 @@ SWITCH_INTERVAL_S = 0.0005
 
 def run(cmd: list[str], size: str | None, as_json: bool, out: TextIO, backend_name: str = "seccomp") -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    rule = policy.rule_for(policy.Size.parse(size) if size else None)
+    rule = policy.rule_for(contract.Size.parse(size) if size else None)
     connector = open_connector()
     # a rule that allows every spawn traps nothing: an allowed call routed
     # through the supervisor could fail with EINTR (docs/kernel-notes.md)

@@ -1,14 +1,23 @@
-"""Text for protobuf string fields, which must be valid UTF-8.
+"""The daemon's side of the wire: its values as protobuf messages carry them.
 
-Paths and argv come from the kernel as bytes and are decoded with
-surrogateescape (os.fsdecode); a byte that is not UTF-8 (b"\\xff") becomes a
-lone surrogate that protobuf refuses. On the wire it is shown escaped instead.
+Protobuf string fields must be valid UTF-8. Paths and argv come from the
+kernel as bytes and are decoded with surrogateescape (os.fsdecode); a byte
+that is not UTF-8 (b"\\xff") becomes a lone surrogate that protobuf refuses.
+On the wire it is shown escaped instead (``utf8_safe``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def text(s: str) -> str:
+from .contract import violation
+from .v1 import isod_pb2 as pb
+
+if TYPE_CHECKING:
+    from .sandbox.events import Event
+
+
+def utf8_safe(s: str) -> str:
     try:
         s.encode()
         return s
@@ -16,5 +25,16 @@ def text(s: str) -> str:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def texts(items) -> list[str]:
-    return [text(s) for s in items]
+def utf8_safe_list(items) -> list[str]:
+    return [utf8_safe(s) for s in items]
+
+
+def event_to_pb(ev: Event, phase: str = "", offset_s: float = 0.0) -> pb.SpawnEvent:
+    """A recorded call as the client gets it, marked with the rule it breaks."""
+    return pb.SpawnEvent(
+        t_ns=ev.t_ns, pid=ev.pid, tid=ev.tid, ppid=ev.ppid, syscall=ev.syscall, abi=ev.abi,
+        decision=ev.decision, latency_ns=ev.latency_ns, path=utf8_safe(ev.path), argv=utf8_safe_list(ev.argv),
+        cwd=utf8_safe(ev.cwd), clone_flags=ev.clone_flags, argv_complete=ev.argv_complete, phase=phase,
+        offset_s=offset_s, child_pid=ev.child, family=ev.family, sock_type=ev.sock_type, protocol=ev.protocol,
+        host=ev.host, port=ev.port, violation=violation(ev),
+    )

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from isod.policy import IDLE, RULES, Rule, Size
+from isod.contract import Size
+from isod.policy import IDLE, RULES, Rule
 from isod.sandbox import Event
 
 SMALL = RULES[Size.SMALL]

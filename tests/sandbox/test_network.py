@@ -26,7 +26,8 @@ import textwrap
 
 import pytest
 from harness.sandbox import MEDIUM, SMALL, Run
-from isod.policy import RULES, Size
+from isod.contract import Size
+from isod.policy import RULES
 from isod.sandbox.watch import WatchBackend
 
 pytestmark = pytest.mark.medium   # these tests start sandboxed processes

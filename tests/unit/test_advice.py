@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from isod import advice
 from isod.advice import network_use, suggest, suggest_all, summary_lines
-from isod.policy import Size
+from isod.contract import Size
 
 pytestmark = pytest.mark.small
 

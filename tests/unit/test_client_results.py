@@ -21,7 +21,8 @@ def report(when, outcome="passed", longrepr=None, sections=()):
 
 def spawned_in(phase):
     return pb.TestResult(nodeid=ITEM.nodeid, size=pb.SMALL, events=[pb.SpawnEvent(
-        syscall="execve", argv=["ls"], path="/bin/ls", decision="deny", pid=10, tid=10, phase=phase)])
+        syscall="execve", argv=["ls"], path="/bin/ls", decision="deny", pid=10, tid=10, phase=phase,
+        violation=pb.SpawnEvent.PROCESS)])
 
 
 def test_a_spawn_in_setup_fails_setup_and_reports_no_call():

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
-from isod.policy import MEDIUM_CLASS, SMALL_CLASS
+from isod.contract import MEDIUM_CLASS, SMALL_CLASS
 from isod.server.scheduler import Scheduler
 
 pytestmark = pytest.mark.small

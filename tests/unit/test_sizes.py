@@ -1,7 +1,7 @@
 """One size per test, from real collected items (pytester, in process)."""
 
 import pytest
-from isod.policy import Size
+from isod.contract import Size
 from isod_client.sizes import item_size, item_timeout
 
 pytest_plugins = ["pytester"]

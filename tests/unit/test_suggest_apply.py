@@ -7,7 +7,7 @@ import json
 import textwrap
 
 import pytest
-from isod.policy import Size
+from isod.contract import Size
 from isod.suggest import ReportError, applied_lines, apply, load_report, summary
 from isod_client.sizes import item_size
 

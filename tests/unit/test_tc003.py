@@ -1,15 +1,36 @@
 """The TC003 block and its attempt lines, from recorded events."""
 
 import pytest
+from isod.contract import violation
 from isod.v1 import isod_pb2 as pb
-from isod_client import tc003
+from isod_client import tc001, tc003
 
 pytestmark = pytest.mark.small
 
 
 def ev(syscall, offset, tid=10, decision="deny", **kw):
-    return pb.SpawnEvent(syscall=syscall, offset_s=offset, tid=tid, pid=tid, ppid=1, decision=decision,
-                         phase="call", **kw)
+    """A recorded call as the daemon sends it: marked with the rule it breaks."""
+    e = pb.SpawnEvent(syscall=syscall, offset_s=offset, tid=tid, pid=tid, ppid=1, decision=decision,
+                      phase="call", **kw)
+    e.violation = violation(e)
+    return e
+
+
+def test_the_verdicts_follow_the_daemons_mark():
+    """TC003 and TC001 read SpawnEvent.violation; they do not judge the call again."""
+    unmarked = pb.SpawnEvent(syscall="execve", argv=["ls"], decision="allow", phase="call")
+    spawn = ev("execve", 0.1, argv=["ls"], path="/bin/ls")
+    local = ev("connect", 0.2, family=2, host="127.0.0.1", port=5432)
+    remote = ev("connect", 0.3, family=2, host="192.0.2.1", port=443)
+    small = pb.TestResult(size=pb.SMALL, events=[unmarked, spawn, local, remote])
+    assert tc003.violations(small) == [spawn]
+    assert tc001.violations(small) == [local, remote]
+    medium = pb.TestResult(size=pb.MEDIUM, events=[unmarked, spawn, local, remote])
+    assert tc001.violations(medium) == [remote]
+    assert tc001.violations(pb.TestResult(size=pb.LARGE, events=[remote])) == []
+    outside = pb.OutsideTests(worker="gw0", events=[unmarked, spawn])
+    outside.events[1].phase = "between tests"
+    assert tc003.outside_lines([outside]) == ["worker gw0 between tests: execve: ls [deny]"]
 
 
 def test_exec_line_uses_the_real_argv_and_path():

@@ -8,34 +8,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import asdict, dataclass, field
 
+from ..contract import NETWORK_CALLS, network_text
+
 ALLOW = "allow"
 DENY = "deny"
 ENOSYS = "enosys"      # clone3 answered ENOSYS so that libc falls back to clone
-
-# recorded network calls: socket creation (small workers' seccomp filter, or
-# the cgroup hook), the i386 socketcall multiplexer, and the cgroup hooks'
-# connect and UDP sendmsg
-NETWORK_CALLS = ("socket", "socketcall", "connect", "sendmsg")
-FAMILIES = {2: "AF_INET", 10: "AF_INET6", 17: "AF_PACKET", 16: "AF_NETLINK", 1: "AF_UNIX", 40: "AF_VSOCK"}
-SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
-
-
-def family_name(family: int) -> str:
-    return FAMILIES.get(family, f"family {family}")
-
-
-def address_text(host: str, port: int) -> str:
-    """10.0.0.1:443, [::1]:80"""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def network_text(ev) -> str:
-    """`connect 10.0.0.1:443`, `socket(AF_INET, SOCK_STREAM)`: what the call asked for
-    (an Event or its wire form, which have the same field names)."""
-    if ev.syscall in ("connect", "sendmsg") and ev.host:
-        return f"{ev.syscall} {address_text(ev.host, ev.port)}"
-    kind = SOCK_TYPES.get(ev.sock_type, str(ev.sock_type))
-    return f"{ev.syscall}({family_name(ev.family)}, {kind})"
 
 
 @dataclass(slots=True)

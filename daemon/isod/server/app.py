@@ -18,8 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .. import EMBEDDED_DIR_PREFIX
-from ..policy import Size
+from ..contract import EMBEDDED_DIR_PREFIX, Size
 from ..sandbox import SandboxError, open_backend
 from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb

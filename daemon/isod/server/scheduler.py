@@ -1,6 +1,6 @@
 """Which worker runs which test: pure bookkeeping, no processes (unit-tested).
 
-A worker runs the tests of one class (``policy.worker_class``): its kernel
+A worker runs the tests of one class (``contract.worker_class``): its kernel
 filter is fixed at launch. The session asks this scheduler what to start,
 what to send to whom and whom to finish; it does the I/O.
 
@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..policy import CLASSES, SMALL_CLASS
+from ..contract import CLASSES, SMALL_CLASS
 
 MAX_IN_FLIGHT = 32
 MIN_TESTS_FOR_ANOTHER_WORKER = 8   # a worker costs a start and a collection: not for a few tests

@@ -11,7 +11,7 @@ import time
 
 import grpc
 
-from .. import __version__, policy
+from .. import __version__, contract
 from ..sandbox import SandboxError
 from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb
@@ -199,7 +199,7 @@ class IsodService(pb_grpc.IsodServicer):
             return ""
         with self._lock:
             watched = {w.pid: w for s in self.sessions.values() for w in list(s.workers.values())
-                       if w.enforcing and w.cls == policy.SMALL_CLASS and w.collected}
+                       if w.enforcing and w.cls == contract.SMALL_CLASS and w.collected}
         if not watched:
             return ""
         members = {pid: w for w in watched.values() for pid in w.limits.members()}

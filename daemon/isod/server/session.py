@@ -17,9 +17,8 @@ import threading
 import time
 import uuid
 
-from .. import policy
+from .. import contract, policy
 from ..v1 import isod_pb2 as pb
-from .convert import SIZE_FROM_PB
 from .scheduler import Scheduler
 from .worker_handle import WorkerHandle
 from .worker_start import ZYGOTE_NAME
@@ -75,7 +74,7 @@ class Session:
                 self.zygote.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
                 self.zygote.on_refused = self._on_zygote_refused
                 self.zygote.on_outside = lambda outside: self._on_outside(None, outside)
-            self._start_workers(list(self.open.class_hint) or [policy.SMALL_CLASS])
+            self._start_workers(list(self.open.class_hint) or [contract.SMALL_CLASS])
         self.out.put(pb.DaemonMessage(ready=pb.SessionReady(
             workers=self.nworkers, backend=self.backends["trap"].name, session_id=self.sid)))
 
@@ -117,7 +116,7 @@ class Session:
                 return
             self.items = list(msg.items)
             self.client_ids = {i.nodeid for i in self.items}
-            self.sched.load([(policy.worker_class(SIZE_FROM_PB.get(i.size)), i) for i in self.items])
+            self.sched.load([(contract.worker_class(contract.size_from_pb(i.size)), i) for i in self.items])
             for name, col in list(self.early_collections.items()):
                 if name == ZYGOTE_NAME:
                     self._check_collection(name, None, col)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..sandbox.events import Event
 from ..v1 import isod_pb2 as pb
-from .convert import event_to_pb
+from ..wire import event_to_pb
 
 # A test's record stays far below gRPC's message limit: argv is dropped from
 # events past MAX_EVENT_BYTES, events past MAX_EVENTS are only counted.

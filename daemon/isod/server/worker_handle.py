@@ -23,12 +23,12 @@ from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
-from .. import channel, phase_word, policy
+from .. import channel, contract, phase_word, policy
 from ..phase_word import PhaseWord
 from ..sandbox import Box
 from ..sandbox.adopted import AdoptedProcess
 from ..v1 import isod_pb2 as pb
-from .convert import SIZE_FROM_PB, event_to_pb
+from ..wire import event_to_pb
 from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS, Running, name_quick_execs
 from .worker_protocol import Violation, WorkerProtocol
@@ -179,7 +179,7 @@ class WorkerHandle:
             self.limits = TreeLimits(self.pid, self._limits_config)
             return True        # the read loop sees it exit before collecting
         if fds:
-            rule = policy.RULES[policy.Size.SMALL] if self.enforcing and self.cls == policy.SMALL_CLASS \
+            rule = policy.RULES[contract.Size.SMALL] if self.enforcing and self.cls == contract.SMALL_CLASS \
                 else policy.IDLE
             box = self._backend.adopt(proc, fds[0], rule=rule, env=env)
         else:
@@ -348,11 +348,11 @@ class WorkerHandle:
                     self.on_result(self, done[0])
         elif kind == "started":
             t0_ns = msg.started.t_ns or time.monotonic_ns()
-            if self.deferred is not None and self.cls == policy.SMALL_CLASS:
+            if self.deferred is not None and self.cls == contract.SMALL_CLASS:
                 self._charge_leftovers(*self.deferred, t0_ns - 1)
             run = self.protocol.started(msg.started.nodeid, t0_ns)
             self._cut_outside("between tests" if self.last_test else "collection", until_ns=t0_ns - 1)
-            size = SIZE_FROM_PB.get(run.item.size)
+            size = contract.size_from_pb(run.item.size)
             if size is not None:
                 self.limits.apply(size.value)
         elif kind == "report":
@@ -377,10 +377,10 @@ class WorkerHandle:
                 self.on_result(self, res)
         elif kind == "collected":
             self.collected = True
-            if self.cls == policy.SMALL_CLASS and self.enforcing:
+            if self.cls == contract.SMALL_CLASS and self.enforcing:
                 # before any test is sent: from here on, between tests and at
                 # session teardown too, nothing of this worker may spawn
-                self.box.rule = policy.RULES[policy.Size.SMALL]
+                self.box.rule = policy.RULES[contract.Size.SMALL]
             if self.box.net is not None:
                 self.box.net.set_size(self.cls)     # the class's network rule, from now on
             self.on_collected(self, msg.collected)
@@ -404,7 +404,7 @@ class WorkerHandle:
         if self.abort_reason is None:
             self.on_log(f"worker {self.name}: protocol violation ({what}); killing it")
         why = (f"test code wrote on the isod worker channel ({what}); isod killed the worker"
-               + ("" if self.cls == policy.SMALL_CLASS else ": the reports of its tests cannot be trusted"))
+               + ("" if self.cls == contract.SMALL_CLASS else ": the reports of its tests cannot be trusted"))
         if self.running is None and self.abort_reason is None and self.on_forgery is not None:
             # no test to fail (a forged `finished` was taken for real): the run fails instead
             self.on_forgery(self, f"worker {self.name} (last test {self.last_test or 'none'}): {why}")
@@ -423,7 +423,7 @@ class WorkerHandle:
             if self.running is not None:
                 self.running.events.append(pb.SpawnEvent(
                     t_ns=time.monotonic_ns(), pid=self.pid, tid=self.pid, syscall="connect", decision="deny",
-                    phase=self.running.phase, path=what,
+                    phase=self.running.phase, path=what, violation=pb.SpawnEvent.PROCESS,
                     offset_s=(time.monotonic_ns() - self.running.t0_ns) / 1e9))
 
     def _strays(self, run: Running) -> list[str]:
@@ -485,7 +485,7 @@ class WorkerHandle:
             self.timed_out = True
             self._cut(run)
             self.protocol.end(run)
-            size = SIZE_FROM_PB.get(run.item.size)
+            size = contract.size_from_pb(run.item.size)
             msg = timeout_text(f"{run.item.nodeid} ({size.value if size else 'unsized'})", phase, elapsed, limit,
                                run.item.timeout_s)
             self.on_result(self, run.result(self.name, interruption=pb.Interruption(

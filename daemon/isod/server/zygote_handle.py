@@ -23,7 +23,7 @@ from collections.abc import Callable
 from .. import channel
 from ..sandbox.adopted import AdoptedProcess
 from ..v1 import isod_pb2 as pb
-from .convert import event_to_pb
+from ..wire import event_to_pb
 from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS
 from .worker_start import ZYGOTE_NAME, identity_env, process_env, pytest_argv

@@ -191,7 +191,17 @@ class PhaseReport(_message.Message):
     def __init__(self, when: _Optional[str] = ..., report_json: _Optional[bytes] = ..., t_ns: _Optional[int] = ...) -> None: ...
 
 class SpawnEvent(_message.Message):
-    __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s", "child_pid", "family", "sock_type", "protocol", "host", "port")
+    __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s", "child_pid", "family", "sock_type", "protocol", "host", "port", "violation")
+    class Violation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NO_VIOLATION: _ClassVar[SpawnEvent.Violation]
+        PROCESS: _ClassVar[SpawnEvent.Violation]
+        NETWORK: _ClassVar[SpawnEvent.Violation]
+        REMOTE_NETWORK: _ClassVar[SpawnEvent.Violation]
+    NO_VIOLATION: SpawnEvent.Violation
+    PROCESS: SpawnEvent.Violation
+    NETWORK: SpawnEvent.Violation
+    REMOTE_NETWORK: SpawnEvent.Violation
     T_NS_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     TID_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +223,7 @@ class SpawnEvent(_message.Message):
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
+    VIOLATION_FIELD_NUMBER: _ClassVar[int]
     t_ns: int
     pid: int
     tid: int
@@ -234,7 +245,8 @@ class SpawnEvent(_message.Message):
     protocol: int
     host: str
     port: int
-    def __init__(self, t_ns: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., ppid: _Optional[int] = ..., syscall: _Optional[str] = ..., abi: _Optional[str] = ..., decision: _Optional[str] = ..., latency_ns: _Optional[int] = ..., path: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., clone_flags: _Optional[int] = ..., argv_complete: _Optional[bool] = ..., phase: _Optional[str] = ..., offset_s: _Optional[float] = ..., child_pid: _Optional[int] = ..., family: _Optional[int] = ..., sock_type: _Optional[int] = ..., protocol: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+    violation: SpawnEvent.Violation
+    def __init__(self, t_ns: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., ppid: _Optional[int] = ..., syscall: _Optional[str] = ..., abi: _Optional[str] = ..., decision: _Optional[str] = ..., latency_ns: _Optional[int] = ..., path: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., clone_flags: _Optional[int] = ..., argv_complete: _Optional[bool] = ..., phase: _Optional[str] = ..., offset_s: _Optional[float] = ..., child_pid: _Optional[int] = ..., family: _Optional[int] = ..., sock_type: _Optional[int] = ..., protocol: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., violation: _Optional[_Union[SpawnEvent.Violation, str]] = ...) -> None: ...
 
 class Intent(_message.Message):
     __slots__ = ("event", "argv", "tid", "offset_s", "site")

@@ -27,7 +27,7 @@ from collections import deque
 
 import pytest
 
-from isod import channel, policy, wire
+from isod import channel, contract, wire
 from isod.v1 import isod_pb2 as pb
 
 from . import phases, xdist_compat, zygote
@@ -163,10 +163,10 @@ class Intents:
         if where is None:
             return
         self.net_left -= 1
-        intent = pb.Intent(event=event, argv=wire.texts(where), tid=get_native_id(),
+        intent = pb.Intent(event=event, argv=wire.utf8_safe_list(where), tid=get_native_id(),
                            offset_s=(t_ns - self.t0_ns) / 1e9)
         self.items.append(intent)
-        intent.site = wire.text(_call_site(frame))
+        intent.site = wire.utf8_safe(_call_site(frame))
 
     def _record(self, event: str, args: tuple, frame) -> None:
         """The command is recorded first and on its own: nothing that may
@@ -175,26 +175,26 @@ class Intents:
         an older, unrelated intent of the thread."""
         t_ns = _monotonic_ns()
         try:
-            argv = wire.texts(_AUDITED[event](args))
+            argv = wire.utf8_safe_list(_AUDITED[event](args))
         except Exception:  # noqa: BLE001 (odd arguments: their repr is the command then)
             argv = [_repr(args)]
         if event in ("os.fork", "os.forkpty") and not argv:
             try:
                 argv, event = _forking_caller(frame, event)
-                argv = wire.texts(argv)
+                argv = wire.utf8_safe_list(argv)
             except Exception:  # noqa: BLE001
                 argv = []
         intent = pb.Intent(event=event, argv=argv, tid=get_native_id(), offset_s=(t_ns - self.t0_ns) / 1e9)
         self.items.append(intent)
         try:
-            intent.site = wire.text(_call_site(frame))
+            intent.site = wire.utf8_safe(_call_site(frame))
         except Exception:  # noqa: BLE001, S110 (no site: the command is what matters)
             pass
 
 
 def _repr(args) -> str:
     try:
-        return wire.text(repr(args)[:500])
+        return wire.utf8_safe(repr(args)[:500])
     except Exception:  # noqa: BLE001 (a broken __repr__)
         return "?"
 
@@ -292,7 +292,7 @@ class WorkerPlugin:
             # pytest ends the session here: the client does the same
             is_exit = isinstance(e, pytest.exit.Exception)
             self.send(finished=self._finished(item, pb.SessionExit(
-                reason=wire.text(str(e.msg if is_exit else e) or type(e).__name__),
+                reason=wire.utf8_safe(str(e.msg if is_exit else e) or type(e).__name__),
                 returncode=e.returncode if is_exit and e.returncode is not None else -1,
                 keyboard_interrupt=not is_exit)))
             raise
@@ -312,8 +312,8 @@ class WorkerPlugin:
         if when == "runtest":    # collection warnings: the client collects too and has them
             cat = warning_message.category
             self.warnings.append(pb.RecordedWarning(
-                message=wire.text(str(warning_message.message)), category=f"{cat.__module__}:{cat.__qualname__}",
-                filename=wire.text(str(warning_message.filename)), lineno=warning_message.lineno or 0, when=when))
+                message=wire.utf8_safe(str(warning_message.message)), category=f"{cat.__module__}:{cat.__qualname__}",
+                filename=wire.utf8_safe(str(warning_message.filename)), lineno=warning_message.lineno or 0, when=when))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report):
@@ -338,9 +338,9 @@ class WorkerPlugin:
         """Said in the warnings summary: the hook's own error is not lost either."""
         filename, lineno = _user_frame(e.__traceback__)
         self.warnings.append(pb.RecordedWarning(
-            message=wire.text(f"isod: a {hook} hook tried to create a process and got {type(e).__name__}: {e}; "
+            message=wire.utf8_safe(f"isod: a {hook} hook tried to create a process and got {type(e).__name__}: {e}; "
                               "the test's report is kept"),
-            category="pytest:PytestWarning", filename=wire.text(filename), lineno=lineno, when="runtest"))
+            category="pytest:PytestWarning", filename=wire.utf8_safe(filename), lineno=lineno, when="runtest"))
 
     def _send_report(self, report) -> None:
         if report.when == "call":
@@ -432,7 +432,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     worker = zygote.READS.unwatched_env("ISOD_WORKER_ID")    # ours: not a conftest's read
     if os.environ.get(ENV_FD) is None or worker is None:
         return
-    for line in policy.MARKERS:
+    for line in contract.MARKERS:
         config.addinivalue_line("markers", line)
     opt = config.option
     for name, value in _CLIENT_ONLY.items():

@@ -9,12 +9,12 @@ uid; the client's ``sys.argv`` and what its plugins added to a node's
 ``workerinput`` in ``pytest_configure_node`` come in the environment; what
 plugins leave in ``config.workeroutput`` goes back to the client once the
 session has finished, and the client calls xdist's controller hooks with it
-(``client/isod_client/xdist_nodes.py``).
+(``client/isod_client/xdist_nodes.py``). Both ways they travel in the form
+the client and its workers share (``xdist_dumps``, isod/contract.py).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
@@ -22,10 +22,9 @@ import uuid
 
 import pytest
 
+from ..contract import ENV_MAINARGV, ENV_WORKERINPUT, xdist_dumps, xdist_loads
 from ..v1 import isod_pb2 as pb
 
-ENV_MAINARGV = "ISOD_MAINARGV"          # JSON: the client's sys.argv
-ENV_WORKERINPUT = "ISOD_WORKERINPUT"    # JSON: what the client's pytest_configure_node added
 # the daemon's names for what xdist's controller tells a worker, and xdist's
 ENV_ID = ("ISOD_WORKER_ID", "PYTEST_XDIST_WORKER")
 ENV_COUNT = ("ISOD_WORKER_COUNT", "PYTEST_XDIST_WORKER_COUNT")
@@ -41,7 +40,7 @@ def workerinput(environ) -> dict:
     except ValueError:
         argv = None
     try:
-        extra = loads(environ[ENV_WORKERINPUT].encode()) if environ.get(ENV_WORKERINPUT) else {}
+        extra = xdist_loads(environ[ENV_WORKERINPUT].encode()) if environ.get(ENV_WORKERINPUT) else {}
     except ValueError:
         extra = {}
     return {**(extra if isinstance(extra, dict) else {}),
@@ -112,53 +111,6 @@ class NodeDown:
             return (yield)
         finally:
             try:
-                self.send(node_down=pb.NodeDown(workeroutput_json=dumps(out)))
+                self.send(node_down=pb.NodeDown(workeroutput_json=xdist_dumps(out)))
             except OSError:
                 pass     # the daemon is gone: the worker exits anyway
-
-
-# --- workeroutput on the wire ------------------------------------------------
-# xdist sends it through execnet, which keeps bytes, tuples and sets (pytest-cov
-# puts a worker's coverage data there as bytes when it is not collocated). JSON
-# has none of those: they travel tagged, and come back as they were.
-_TAG = "__isod__"
-
-
-def dumps(obj) -> bytes:
-    return json.dumps(_enc(obj)).encode()
-
-
-def loads(data: bytes):
-    return json.loads(data, object_hook=_dec)
-
-
-def _enc(o):
-    if o is None or isinstance(o, (bool, int, float, str)):
-        return o
-    if isinstance(o, (bytes, bytearray)):
-        return {_TAG: "bytes", "v": base64.b64encode(bytes(o)).decode()}
-    if isinstance(o, list):
-        return [_enc(x) for x in o]
-    if isinstance(o, (tuple, set, frozenset)):
-        return {_TAG: type(o).__name__ if type(o) in (tuple, set, frozenset) else "tuple", "v": [_enc(x) for x in o]}
-    if isinstance(o, dict):
-        if _TAG not in o and all(isinstance(k, str) for k in o):
-            return {k: _enc(v) for k, v in o.items()}
-        return {_TAG: "dict", "v": [[_enc(k), _enc(v)] for k, v in o.items()]}
-    return repr(o)    # execnet would refuse it: the client gets its text
-
-
-_DECODE = {
-    "bytes": lambda v: base64.b64decode(v),
-    "tuple": tuple,
-    "set": set,
-    "frozenset": frozenset,
-    "dict": lambda v: {k: x for k, x in v},
-}
-
-
-def _dec(d: dict):
-    kind = d.get(_TAG)
-    if kind in _DECODE and len(d) == 2 and "v" in d:
-        return _DECODE[kind](d["v"])
-    return d
