@@ -236,8 +236,14 @@ class Controller:
     def _interrupted(self, item, reports: list, intr: pb.Interruption) -> list:
         """Complete the reports of a test the daemon ended: a failed phase saying why."""
         done = {r.when for r in reports if "subtest" not in type(r).__name__.lower()}   # a subtest's is "call"
-        when = "setup" if "setup" not in done else ("call" if "call" not in done else "teardown")
         out = list(reports)
+        if intr.phase in ("call", "teardown") and "setup" not in done:
+            # the reports travel when the test ends: setup's died with the worker
+            out.insert(0, _lost_setup(item, intr.setup_outcome or "passed"))
+            done.add("setup")
+            if intr.setup_outcome in ("failed", "skipped"):
+                done.add("call")        # pytest runs no call after a failed or skipped setup
+        when = "setup" if "setup" not in done else ("call" if "call" not in done else "teardown")
         if intr.phase == "teardown" and when == "call":
             # killed in teardown: the call ended, its report died with the worker
             outcome = intr.call_outcome or "passed"
@@ -376,6 +382,14 @@ def _from_json(phase: pb.PhaseReport) -> dict:
             data[key] = tuple(data[key])
     data["sections"] = [tuple(s) for s in data.get("sections", ())]
     return data
+
+
+def _lost_setup(item, outcome: str) -> TestReport:
+    lost = "its report was lost when isod ended the worker"
+    if outcome == "skipped":
+        return _report(item, "setup", "skipped", (str(item.location[0]), (item.location[1] or 0) + 1,
+                                                   f"Skipped: {lost}"), 0.0)
+    return _report(item, "setup", outcome, f"setup {outcome}; {lost}" if outcome == "failed" else None, 0.0)
 
 
 def _report(item, when: str, outcome: str, longrepr, duration: float) -> TestReport:

@@ -206,10 +206,14 @@ class Session:
     def _on_zygote_exit(self, z: ZygoteHandle) -> None:
         with self.lock:
             if not z.collected and not self.stopped and not self.ended:
-                tail = self.stderr_tail.get(ZYGOTE_NAME, b"").decode(errors="replace").strip()
-                self._fail(f"the isod zygote (the process that collects for the workers) exited with status "
-                           f"{z.exit_status} before collecting{': ' + tail if tail else ''}")
+                self._fail(self._zygote_died_text())
             self._maybe_end()
+
+    def _zygote_died_text(self) -> str:
+        z = self.zygote
+        tail = self.stderr_tail.get(ZYGOTE_NAME, b"").decode(errors="replace").strip()
+        return (f"the isod zygote (the process that collects for the workers) exited with status "
+                f"{z.exit_status} before collecting{': ' + tail if tail else ''}")
 
     def _on_zygote_refused(self, why: str) -> None:
         """Said once in the run's output: every worker collects by itself now."""
@@ -285,8 +289,12 @@ class Session:
                 tail = self.stderr_tail.get(w.name, b"").decode(errors="replace").strip()
                 if not w.collected:
                     # pytest itself failed to start or collect: a new worker would too
-                    self._fail(f"worker {w.name} exited with status {w.exit_status} before collecting"
-                               f"{': ' + tail if tail else ''}")
+                    z = self.zygote
+                    if z is not None and z.exited and not z.collected and not w.forked:
+                        self._fail(self._zygote_died_text())     # its fork failed: the zygote says why
+                    else:
+                        self._fail(f"worker {w.name} exited with status {w.exit_status} before collecting"
+                                   f"{': ' + tail if tail else ''}")
                     return
                 if not w.timed_out:
                     self.crashes += 1

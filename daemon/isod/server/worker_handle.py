@@ -36,6 +36,7 @@ from .worker_start import identity_env, process_env, pytest_argv
 from .worker_texts import crash_text, replaced_text, stray_text, timeout_text
 from .zygote_handle import ForkFailed
 
+SETUP_RECHECK_S = 0.05       # how often the phase word is read while a test is in setup
 FORK_READY_TIMEOUT = 30.0    # seconds from the zygote's fork to the worker's first message
 READ_BATCH_DELAY = 0.0005
 # seconds a test's setup or teardown may take at least (a session fixture that
@@ -91,6 +92,7 @@ class WorkerHandle:
         self.forked = False                 # forked from the zygote, collected by it
         self._kill_asked = False
         fork = None
+        self._zygote = zygote
         if zygote is not None and zygote.usable and hasattr(backend, "adopt"):
             fork = self._request_fork(zygote)
         if fork is None:
@@ -148,13 +150,14 @@ class WorkerHandle:
         try:
             proc = fork.wait()
         except ForkFailed as e:
-            if not e.refused:
+            if not e.refused and not self._zygote.collected:
+                # it died collecting: a fresh worker would too (the session says why)
                 self.on_log(f"worker {self.name}: {e}")
                 self._pipes[0].close()
                 self._pipes[1].close()
                 self.exit_status = -1
                 return False
-            # forking is unsafe in this session's zygote: this worker starts fresh
+            # forking is unsafe in this session's zygote, or it is gone: this worker starts fresh
             self._pipes[0].close()
             self._pipes[1].close()
             self.chan.close()
@@ -463,7 +466,7 @@ class WorkerHandle:
         run = self.running
         if run is None or run.item.timeout_s <= 0:
             return None
-        phase, t_ns, _ = self.phase.read()
+        phase, t_ns, _, _ = self.phase.read()
         fixtures = max(run.item.fixture_timeout_s or FIXTURE_LIMIT_S, run.item.timeout_s)
         if t_ns < run.t0_ns or phase not in (phase_word.CALL, phase_word.TEARDOWN):
             return run.t0 + fixtures, "setup", fixtures, run.t0
@@ -471,8 +474,13 @@ class WorkerHandle:
         return t_ns / 1e9 + limit, phase_word.NAMES[phase], limit, t_ns / 1e9
 
     def _time_left(self) -> float | None:
+        """Until the running test's deadline; in setup, at most SETUP_RECHECK_S:
+        no message says when the call starts (the phase word does)."""
         d = self._deadline()
-        return None if d is None else d[0] - time.monotonic()
+        if d is None:
+            return None
+        left = d[0] - time.monotonic()
+        return min(left, SETUP_RECHECK_S) if d[1] == "setup" else left
 
     def _timeout(self) -> None:
         with self._lock:
@@ -490,7 +498,8 @@ class WorkerHandle:
                                run.item.timeout_s)
             self.on_result(self, run.result(self.name, interruption=pb.Interruption(
                 kind=pb.Interruption.TIMEOUT, message=msg, limit_s=limit, elapsed_s=elapsed, phase=phase,
-                call_outcome=self.phase.read()[2] if phase == "teardown" else "")))
+                call_outcome=self.phase.read()[2] if phase == "teardown" else "",
+                setup_outcome=self.phase.read()[3] if phase != "setup" else "")))
         self.kill()
 
     def _finish_after_exit(self) -> None:
@@ -553,12 +562,19 @@ class WorkerHandle:
             msg = f"while {run.item.nodeid} ran: {self.abort_reason}"
         elif own_execs:
             kind = pb.Interruption.WORKER_REPLACED
-            msg = replaced_text(run.item.nodeid, list(own_execs[-1].argv), own_execs[-1].path)
+            # a program that exits at once leaves no argv in /proc: the worker said it before the exec
+            argv = list(own_execs[-1].argv) or self.phase.read_exec()
+            msg = replaced_text(run.item.nodeid, argv, own_execs[-1].path)
         else:
             kind = pb.Interruption.WORKER_CRASHED
             msg = crash_text(self.name, run.item.nodeid, status, self.oom_killed)
+        # its reports died with it: the phase word says where it was and how the phases before went
+        phase, t_ns, call_outcome, setup_outcome = self.phase.read()
+        where = phase_word.NAMES.get(phase, "") if t_ns >= run.t0_ns else ""
         return run.result(self.name, interruption=pb.Interruption(
-            kind=kind, message=msg, elapsed_s=elapsed, exit_code=max(status, 0), signal=-status if status < 0 else 0))
+            kind=kind, message=msg, elapsed_s=elapsed, exit_code=max(status, 0), signal=-status if status < 0 else 0,
+            phase=where, call_outcome=call_outcome if where == "teardown" else "",
+            setup_outcome=setup_outcome if where in ("call", "teardown") else ""))
 
     def unfinished(self) -> list[pb.TestItem]:
         """Items sent to this worker that it never started (to hand to another)."""

@@ -263,7 +263,7 @@ class Intent(_message.Message):
     def __init__(self, event: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., tid: _Optional[int] = ..., offset_s: _Optional[float] = ..., site: _Optional[str] = ...) -> None: ...
 
 class Interruption(_message.Message):
-    __slots__ = ("kind", "message", "limit_s", "elapsed_s", "exit_code", "signal", "session_exit", "phase", "call_outcome")
+    __slots__ = ("kind", "message", "limit_s", "elapsed_s", "exit_code", "signal", "session_exit", "phase", "call_outcome", "setup_outcome")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Interruption.Kind]
@@ -287,6 +287,7 @@ class Interruption(_message.Message):
     SESSION_EXIT_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     CALL_OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SETUP_OUTCOME_FIELD_NUMBER: _ClassVar[int]
     kind: Interruption.Kind
     message: str
     limit_s: float
@@ -296,7 +297,8 @@ class Interruption(_message.Message):
     session_exit: SessionExit
     phase: str
     call_outcome: str
-    def __init__(self, kind: _Optional[_Union[Interruption.Kind, str]] = ..., message: _Optional[str] = ..., limit_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., session_exit: _Optional[_Union[SessionExit, _Mapping]] = ..., phase: _Optional[str] = ..., call_outcome: _Optional[str] = ...) -> None: ...
+    setup_outcome: str
+    def __init__(self, kind: _Optional[_Union[Interruption.Kind, str]] = ..., message: _Optional[str] = ..., limit_s: _Optional[float] = ..., elapsed_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., session_exit: _Optional[_Union[SessionExit, _Mapping]] = ..., phase: _Optional[str] = ..., call_outcome: _Optional[str] = ..., setup_outcome: _Optional[str] = ...) -> None: ...
 
 class WorkerOutput(_message.Message):
     __slots__ = ("worker", "data", "stderr")

@@ -15,32 +15,36 @@ class PhaseReporter:
     def __init__(self, word: PhaseWord) -> None:
         self.word = word
         self.call_outcome = ""
+        self.setup_outcome = ""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item) -> None:
-        self.call_outcome = ""
+        self.call_outcome = self.setup_outcome = ""
         self.word.write(SETUP, time.monotonic_ns())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item) -> None:
-        self.word.write(CALL, time.monotonic_ns())
+        self.word.write(CALL, time.monotonic_ns(), "", self.setup_outcome)
 
     def pytest_runtest_logreport(self, report) -> None:
         if report.when == "call":
             self.call_outcome = report.outcome
+        elif report.when == "setup":
+            self.setup_outcome = report.outcome
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_teardown(self, item, nextitem) -> None:
-        self.word.write(TEARDOWN, time.monotonic_ns(), self.call_outcome)
+        self.word.write(TEARDOWN, time.monotonic_ns(), self.call_outcome, self.setup_outcome)
 
     def pytest_runtest_logfinish(self, nodeid, location) -> None:
         self.word.write(IDLE, time.monotonic_ns())
 
 
-def register(config: pytest.Config) -> None:
+def register(config: pytest.Config) -> PhaseWord | None:
     fd = os.environ.get(ENV_FD)
     if fd is None:
-        return
+        return None
     word = PhaseWord(int(fd))
     os.set_inheritable(word.fd, False)     # a test's child must not inherit it
     config.pluginmanager.register(PhaseReporter(word), "isod-phases")
+    return word

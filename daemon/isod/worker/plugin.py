@@ -8,10 +8,10 @@ runs with its real ``nextitem`` and module/session fixtures are torn down where
 pytest would tear them down.
 
 Order on the channel matters: ``started`` goes out before setup, so that the
-daemon (which drains this channel before deciding any trapped call) judges a
-spawn by the test that made it; the setup report goes out when setup ends; the
-call and teardown reports travel in ``finished``, with their end times, which
-tell the daemon the phase of each recorded call.
+daemon knows which test runs (its time limit, who a crash belongs to); the
+setup, call and teardown reports travel in ``finished``, with their end
+times, which tell the daemon the phase of each recorded call. Where the test
+is meanwhile, the daemon reads from the phase word (worker/phases.py).
 """
 
 from __future__ import annotations
@@ -130,6 +130,9 @@ class Intents:
         self.t0_ns = time.monotonic_ns()
         self.active = False
         self.net_left = MAX_NET_INTENTS
+        # (worker pid, writer): an exec of the worker itself, told to the
+        # daemon through shared memory (the process image is about to go)
+        self.own_exec: tuple[int, object] | None = None
 
     def start(self) -> int:
         self.items = []
@@ -144,6 +147,11 @@ class Intents:
         return out
 
     def hook(self, event: str, args: tuple) -> None:
+        if event == "os.exec" and self.own_exec is not None and os.getpid() == self.own_exec[0]:
+            try:
+                self.own_exec[1](_AUDITED[event](args))
+            except Exception:  # noqa: BLE001, S110 (never fail the exec itself)
+                pass
         if event in _AUDITED and self.active:
             # an exception here would propagate into the audited call: never raise
             try:
@@ -207,7 +215,7 @@ class WorkerPlugin:
         self.zygote = forks
         self.intents = Intents()
         self.warnings: list[pb.RecordedWarning] = []
-        self.reports: list[pb.PhaseReport] = []      # the running test's call and teardown reports
+        self.reports: list[pb.PhaseReport] = []      # the running test's reports
         self.done: pb.WorkerEvent | None = None      # the last test's `finished`, not sent yet
         sys.addaudithook(self.intents.hook)
 
@@ -273,10 +281,9 @@ class WorkerPlugin:
             self.run(item, nextitem)
 
     def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
-        """Two messages per test: the previous test's `finished` (with its call
-        and teardown reports) and this one's `started` in one frame before
-        setup, then the setup report. A message per phase cost more than a
-        trivial test."""
+        """One message per test: the previous test's `finished` (with its
+        reports) and this one's `started` in one frame before setup. A
+        message per phase cost more than a trivial test."""
         t0_ns = self.intents.start()
         self.warnings = []
         self.reports = []
@@ -352,11 +359,9 @@ class WorkerPlugin:
         payload = json.dumps(data, default=repr).encode()
         if len(payload) > REPORT_MAX:
             payload = _fit(data)
-        phase = pb.PhaseReport(when=report.when, report_json=payload, t_ns=time.monotonic_ns())
-        if report.when == "setup":
-            self.send(report=phase)    # now: if the test is killed later, it was killed in call
-        else:
-            self.reports.append(phase)
+        # all three travel in `finished` (one message per test); the phase
+        # word tells the daemon how setup went if the test is killed later
+        self.reports.append(pb.PhaseReport(when=report.when, report_json=payload, t_ns=time.monotonic_ns()))
 
 
 def _denied(e: BaseException) -> bool:
@@ -480,7 +485,10 @@ def _start_worker(config: pytest.Config, chan: channel.Channel) -> None:
     """What each worker has of its own, started or forked."""
     # a test that execs (or spawns, when its size allows) must not inherit it
     os.set_inheritable(chan.fileno(), False)
-    phases.register(config)
+    word = phases.register(config)
+    worker = config.pluginmanager.get_plugin("isod-worker")
+    if word is not None and worker is not None:
+        worker.intents.own_exec = (os.getpid(), word.write_exec)
     _watch_daemon(chan)
 
 
