@@ -14,7 +14,7 @@ import tempfile
 
 import pyseccomp as sc
 
-from .kernel import CLONE_THREAD, CLONE_UNTRACED
+from .syscalls import CLONE_THREAD, CLONE_UNTRACED
 
 # Syscalls that reach the supervisor. clone is trapped only without
 # CLONE_THREAD, so threads never cost a round trip on the clone path; clone3

@@ -40,15 +40,17 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from .. import policy
 from ..policy import IDLE, Rule
-from . import kernel, netguard, ptrace_popen
+from . import netguard, ptrace_popen
 from . import ptrace_calls as pt
 from .box import Box, EventSink, SandboxError
 from .events import ALLOW, DENY, ENOSYS, Event
+from .remote_memory import MemReader
 from .spawn import SETUP_TIMEOUT, LauncherProcess
+from .syscalls import ABI_OF_ARCH, AUDIT_ARCH_I386, CLONE_THREAD, CLONE_UNTRACED, NAME_OF
 
 _EXECS = ("execve", "execveat")
-_I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
-_CLONE_UNTRACED = kernel.CLONE_UNTRACED
+_I386 = AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
+_CLONE_UNTRACED = CLONE_UNTRACED
 _CHILD_EVENTS = (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE)
 _EPERM, _ENOSYS, _EBUSY = errno.EPERM, errno.ENOSYS, errno.EBUSY
 STALE_NS = 20_000_000    # an on_event call waits at most this long in a burst of stops
@@ -96,7 +98,7 @@ class PtraceBackend:
         self._ids: dict[int, tuple[int, int]] = {}
         self._requests: collections.deque = collections.deque()
         self._later: collections.deque = collections.deque()   # (tree, on_event, box, event) not yet delivered
-        self._mem = kernel.MemReader()
+        self._mem = MemReader()
         self._info = pt.SyscallInfo(self._mem)
         self._sentinel: subprocess.Popen | None = None
         self._closing = False
@@ -427,7 +429,7 @@ class PtraceBackend:
             if pt.gone(e):
                 return
             raise
-        name = kernel.NAME_OF.get((arch, nr))
+        name = NAME_OF.get((arch, nr))
         if name is None:
             if (arch, nr) in pt.SECCOMP_SYSCALLS:   # a user-notif filter would outrank ours
                 self._fail(tid, _EBUSY)
@@ -471,7 +473,7 @@ class PtraceBackend:
         elif name == "clone3":
             raw = mem.read(tid, a[0], 8) if a[0] else b""
             flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
-            if flags & kernel.CLONE_THREAD:
+            if flags & CLONE_THREAD:
                 self._fail(tid, _ENOSYS)   # libc falls back to clone(CLONE_THREAD), not trapped
                 return
         elif name in ("clone", "ptrace"):
@@ -484,7 +486,7 @@ class PtraceBackend:
                     if pt.gone(e):
                         return
                     raise
-                if flags & kernel.CLONE_THREAD:    # a thread (trapped only for its flag): not recorded
+                if flags & CLONE_THREAD:    # a thread (trapped only for its flag): not recorded
                     self._resume(tid)
                     return
         # while the caller is held: once answered it may exit at once
@@ -502,7 +504,7 @@ class PtraceBackend:
             else:
                 decision = DENY
                 valid = self._fail(tid, _EPERM)
-            abi = kernel.ABI_OF_ARCH.get(arch) or hex(arch)
+            abi = ABI_OF_ARCH.get(arch) or hex(arch)
             if net[0]:
                 ev = Event(t0, tgid, tid, ppid, name, abi, decision, time.monotonic_ns() - t0,
                            argv_complete=valid, family=net[0], sock_type=net[1] & 0xF, protocol=net[2])
@@ -548,12 +550,12 @@ class PtraceBackend:
     def _decide_child(self, tid: int, tree: _Tree, child: int, t0: int) -> None:
         """Events mode, at a fork/vfork/clone event: the child exists, has not run."""
         arch, nr, arg0 = self._info.current(tid)
-        name = kernel.NAME_OF.get((arch, nr), f"syscall{nr}")
+        name = NAME_OF.get((arch, nr), f"syscall{nr}")
         flags = arg0 if name == "clone" else 0
         if name == "clone3":
             raw = self._mem.read(tid, arg0, 8)
             flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
-        if flags & kernel.CLONE_THREAD:
+        if flags & CLONE_THREAD:
             return
         ids = self._ids_of(tid)
         if policy.decide(tree.box.rule_for(tid, name), name):
@@ -566,7 +568,7 @@ class PtraceBackend:
     def _decide_exec(self, tid: int, tree: _Tree, t0: int) -> bool:
         """Events mode, after an exec succeeded; False if the process was killed."""
         arch, nr, _arg0 = self._info.current(tid)
-        name = kernel.NAME_OF.get((arch, nr), "execve")
+        name = NAME_OF.get((arch, nr), "execve")
         try:
             path = os.readlink(f"/proc/{tid}/exe").encode()
             cwd = os.readlink(f"/proc/{tid}/cwd")
@@ -602,7 +604,7 @@ class PtraceBackend:
     def _record(self, box: Box, tid: int, t0: int, name: str, arch: int, decision: str,
                 path: bytes, argv: list[bytes], flags: int, ids: tuple[int, int], cwd: str = "") -> None:
         """Events mode: the call already happened; ids and cwd were read before acting."""
-        box.record(Event(t0, ids[0], tid, ids[1], name, kernel.ABI_OF_ARCH.get(arch) or hex(arch), decision,
+        box.record(Event(t0, ids[0], tid, ids[1], name, ABI_OF_ARCH.get(arch) or hex(arch), decision,
                          time.monotonic_ns() - t0, os.fsdecode(path), [os.fsdecode(x) for x in argv], cwd,
                          flags, True))
 

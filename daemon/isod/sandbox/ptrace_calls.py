@@ -19,7 +19,8 @@ from ptrace import PtraceError
 from ptrace.binding import func as _pt
 
 from . import bpf
-from .kernel import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, SECCOMP_FILTER_FLAG_NEW_LISTENER
+from .seccomp import SECCOMP_FILTER_FLAG_NEW_LISTENER
+from .syscalls import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, NR_SECCOMP
 
 __all__ = ["PtraceError"]
 
@@ -45,7 +46,7 @@ STOP_SIGNALS = frozenset({19, 20, 21, 22})   # SIGSTOP SIGTSTP SIGTTIN SIGTTOU: 
 # NEW_LISTENER) so a tracee cannot stack a user-notif filter, whose action
 # outranks SECCOMP_RET_TRACE, and answer its own spawns (the seccomp backend
 # gets EBUSY from the kernel for this; here the tracer answers EBUSY).
-SECCOMP_SYSCALLS = frozenset({(AUDIT_ARCH_X86_64, 317), (AUDIT_ARCH_I386, 354)})
+SECCOMP_SYSCALLS = frozenset(NR_SECCOMP.items())
 
 # offsetof(struct user_regs_struct, ...) on x86_64
 _RAX, _ORIG_RAX, _RDI, _RBX, _CS = 80, 120, 112, 40, 136

@@ -25,10 +25,12 @@ from collections import deque
 
 from .. import policy
 from ..policy import IDLE, Rule
-from . import bpf, kernel, netguard
+from . import bpf, netguard, seccomp
 from .box import Box, EventSink
 from .events import ALLOW, DENY, ENOSYS, Event
+from .remote_memory import MemReader
 from .spawn import LauncherProcess
+from .syscalls import ABI_OF_ARCH, AUDIT_ARCH_I386, CLONE_THREAD, NAME_OF
 
 try:
     from . import _notif
@@ -36,11 +38,11 @@ except ImportError:      # not built (no compiler at install time): the Python t
     _notif = None
 
 _EPOLLIN, _EPOLLHUP, _EPOLLERR = select.EPOLLIN, select.EPOLLHUP, select.EPOLLERR
-_CONTINUE = kernel.SECCOMP_USER_NOTIF_FLAG_CONTINUE
-_CLONE_THREAD = kernel.CLONE_THREAD
-_I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
-_NAME_OF = kernel.NAME_OF
-_ABI_OF_ARCH = kernel.ABI_OF_ARCH
+_CONTINUE = seccomp.SECCOMP_USER_NOTIF_FLAG_CONTINUE
+_CLONE_THREAD = CLONE_THREAD
+_I386 = AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
+_NAME_OF = NAME_OF
+_ABI_OF_ARCH = ABI_OF_ARCH
 _decide = policy.decide
 _is_network_family = policy.is_network_family
 _SYS_SOCKET = policy.SYS_SOCKET
@@ -70,7 +72,7 @@ class SeccompBackend:
         if self.fast_path:
             self._receive, self._send, self._new_cache = _notif.receive, _notif.send, _notif.PidCache
         else:
-            mem = kernel.MemReader()
+            mem = MemReader()
             self._receive = lambda fd, _cache: _py_receive(fd, mem)
             self._send = _py_send
         self._later: deque = deque()           # (fd, on_event, box, event) not yet delivered
@@ -254,19 +256,19 @@ def _tree_gone(box: Box) -> None:
 # --- the kernel side of one notification, in pure Python ---------------------
 # The same results as _notif.receive/send (the fast path, in C); used when
 # the extension is missing or ISOD_NO_C=1.
-def _py_receive(fd: int, mem: kernel.MemReader):
+def _py_receive(fd: int, mem: MemReader):
     """(id, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete,
     t_recv_ns, (family, type, protocol)) or None if the caller went away;
     see _notif.receive."""
-    buf = bytearray(kernel.NOTIF.size)
+    buf = bytearray(seccomp.NOTIF.size)
     try:
-        fcntl.ioctl(fd, kernel.IOCTL_NOTIF_RECV, buf, True)
+        fcntl.ioctl(fd, seccomp.IOCTL_NOTIF_RECV, buf, True)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.EINTR):   # the caller went away first
             return None
         raise
     t0 = time.monotonic_ns()
-    nid, tid, _flags, nr, arch, _ip, a0, a1, a2, _a3, a4, _a5 = kernel.NOTIF.unpack(buf)
+    nid, tid, _flags, nr, arch, _ip, a0, a1, a2, _a3, a4, _a5 = seccomp.NOTIF.unpack(buf)
     name = _NAME_OF.get((arch, nr))
     path = cwd = ""
     argv: list[str] = []
@@ -309,7 +311,7 @@ def _py_receive(fd: int, mem: kernel.MemReader):
 
 def _py_send(fd: int, nid: int, error: int, flags: int) -> bool:
     try:
-        fcntl.ioctl(fd, kernel.IOCTL_NOTIF_SEND, kernel.NOTIF_RESP.pack(nid, 0, error, flags))
+        fcntl.ioctl(fd, seccomp.IOCTL_NOTIF_SEND, seccomp.NOTIF_RESP.pack(nid, 0, error, flags))
     except OSError as e:
         if e.errno != errno.ENOENT:   # the caller was interrupted or died: nothing to answer
             raise
@@ -319,7 +321,7 @@ def _py_send(fd: int, nid: int, error: int, flags: int) -> bool:
 
 def _id_valid(fd: int, nid: int) -> bool:
     try:
-        fcntl.ioctl(fd, kernel.IOCTL_NOTIF_ID_VALID, struct.pack("=Q", nid))
+        fcntl.ioctl(fd, seccomp.IOCTL_NOTIF_ID_VALID, struct.pack("=Q", nid))
         return True
     except OSError:
         return False

@@ -136,7 +136,7 @@ def _check_tcp(listen: str) -> None:
 
 
 def kernel_features() -> dict[str, bool]:
-    from ..sandbox.kernel import SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV  # noqa: F401
+    from ..sandbox.seccomp import SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV  # noqa: F401
 
     actions = ""
     try:
