@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import struct
-import tempfile
 
 import pyseccomp as sc
 from ptrace import PtraceError
@@ -140,19 +138,13 @@ class SyscallInfo:
 TRACE_DATA = 0x150D
 
 
-@functools.cache
+# seccomp(SET_MODE_FILTER, NEW_LISTENER, ...): see SECCOMP_SYSCALLS
+_NO_LISTENER = (("seccomp", 1, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER),)
+
+
 def filter_program(network: bool = True) -> bytes:
     """The trap set of bpf.py with SECCOMP_RET_TRACE, plus seccomp(NEW_LISTENER)."""
-    f = bpf._build(sc.TRACE(TRACE_DATA), network)
-    f.add_rule(sc.TRACE(TRACE_DATA), "seccomp",
-               sc.Arg(1, sc.MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER))
-    with tempfile.TemporaryFile() as tmp:
-        f.export_bpf(tmp)
-        tmp.seek(0)
-        data = tmp.read()
-    if not data or len(data) % 8:
-        raise RuntimeError(f"libseccomp exported a malformed program ({len(data)} bytes)")
-    return data
+    return bpf.program(sc.TRACE(TRACE_DATA), network, _NO_LISTENER)
 
 
 def gone(e: PtraceError) -> bool:
