@@ -44,6 +44,7 @@ from . import netguard, ptrace_popen
 from . import ptrace_calls as pt
 from .box import Box, EventSink, SandboxError
 from .events import ALLOW, DENY, ENOSYS, Event
+from .notif_probe import probe_user_notif
 from .remote_memory import MemReader
 from .spawn import SETUP_TIMEOUT, LauncherProcess
 from .syscalls import ABI_OF_ARCH, AUDIT_ARCH_I386, CLONE_THREAD, CLONE_UNTRACED, NAME_OF
@@ -686,7 +687,6 @@ def choose_mode() -> tuple[bool, str]:
         return False, f"{MODES['events']}: this kernel has no seccomp"
     if int(status.get("Seccomp_filters", "0").strip() or 0) == 0:
         return True, MODES["seccomp"]
-    from .backends import probe_user_notif
     ok, code, _text = probe_user_notif()
     if not ok and code == _EBUSY:
         return False, (f"{MODES['events']}: nested in a user-notif sandbox, whose filter would "
