@@ -30,7 +30,6 @@ import errno
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -40,18 +39,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from .. import policy
 from ..policy import IDLE, Rule
-from . import netguard, ptrace_popen
+from . import netguard, procfs, ptrace_popen
 from . import ptrace_calls as pt
 from .box import Box, EventSink, SandboxError
 from .events import ALLOW, DENY, ENOSYS, Event
 from .notif_probe import probe_user_notif
 from .remote_memory import MemReader
 from .spawn import SETUP_TIMEOUT, LauncherProcess
-from .syscalls import ABI_OF_ARCH, AUDIT_ARCH_I386, CLONE_THREAD, CLONE_UNTRACED, NAME_OF
+from .syscall_args import clone3_flags, decode
+from .syscalls import ABI_OF_ARCH, CLONE_THREAD, CLONE_UNTRACED, NAME_OF
 
-_EXECS = ("execve", "execveat")
-_I386 = AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
-_CLONE_UNTRACED = CLONE_UNTRACED
 _CHILD_EVENTS = (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE)
 _EPERM, _ENOSYS, _EBUSY = errno.EPERM, errno.ENOSYS, errno.EBUSY
 STALE_NS = 20_000_000    # an on_event call waits at most this long in a burst of stops
@@ -396,7 +393,7 @@ class PtraceBackend:
             for orphan in list(self._orphans):
                 # an unclaimed child whose parent is gone (killed inside fork, before
                 # its fork event): most likely this tree's, and it must not stay stopped
-                _tgid, ppid = _ids(orphan)
+                _tgid, ppid = procfs.ids(orphan)
                 if ppid not in self._trees and ppid != os.getpid():
                     self._add_child(tree, orphan, time.monotonic_ns())
             if not tree.tids:
@@ -440,49 +437,24 @@ class PtraceBackend:
                 sys.stderr.write(f"isod: unknown trapped syscall {nr} (arch {arch:#x}) from {tid}: ENOSYS\n")
                 self._fail(tid, _ENOSYS)
             return
-        mem = self._mem
-        path = cwd = ""
-        argv: list[str] = []
-        flags = 0
-        net = (0, 0, 0)
-        cut = False
+        path, argv, cwd, flags, net, cut = decode(self._mem, tid, name, arch, a)
         if name == "socket":
-            net = (a[0] & 0xFFFFFFFF, a[1] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF)
             if not policy.is_network_family(net[0]):
                 self._resume(tid)      # a local family: decided on a register, not recorded
                 return
         elif name == "socketcall":
-            flags = a[0]
-            raw = mem.read(tid, a[1], 12) if flags == policy.SYS_SOCKET and a[1] else b""
-            net = struct.unpack("=III", raw) if len(raw) == 12 else (0, 0, 0)
             if flags != policy.SYS_SOCKET or not policy.is_network_family(net[0]):
                 self._fail(tid, _ENOSYS)   # never let it run (its arguments are in memory); not recorded
                 return
-        elif name in _EXECS:
-            path_addr, argv_addr = (a[0], a[1]) if name == "execve" else (a[1], a[2])
-            raw, cut = mem.string_cut(tid, path_addr)
-            args, cut_argv = mem.argv(tid, argv_addr, 4 if arch == _I386 else 8)
-            cut = cut or cut_argv
-            path = os.fsdecode(raw)
-            argv = [os.fsdecode(x) for x in args]
-            try:
-                cwd = os.readlink(f"/proc/{tid}/cwd")
-            except OSError:
-                pass
-            if name == "execveat":
-                flags = a[4]
         elif name == "clone3":
-            raw = mem.read(tid, a[0], 8) if a[0] else b""
-            flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
             if flags & CLONE_THREAD:
                 self._fail(tid, _ENOSYS)   # libc falls back to clone(CLONE_THREAD), not trapped
                 return
-        elif name in ("clone", "ptrace"):
-            flags = a[0]   # clone: its flags; ptrace: the request
-            if name == "clone" and flags & _CLONE_UNTRACED:
+        elif name == "clone":
+            if flags & CLONE_UNTRACED:
                 # the child would escape the tracer (and get ENOSYS for every trap): follow it
                 try:
-                    pt.set_arg0(tid, arch, flags & ~_CLONE_UNTRACED)
+                    pt.set_arg0(tid, arch, flags & ~CLONE_UNTRACED)
                 except pt.PtraceError as e:
                     if pt.gone(e):
                         return
@@ -552,10 +524,11 @@ class PtraceBackend:
         """Events mode, at a fork/vfork/clone event: the child exists, has not run."""
         arch, nr, arg0 = self._info.current(tid)
         name = NAME_OF.get((arch, nr), f"syscall{nr}")
-        flags = arg0 if name == "clone" else 0
-        if name == "clone3":
-            raw = self._mem.read(tid, arg0, 8)
-            flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+        flags = 0
+        if name == "clone":
+            flags = arg0
+        elif name == "clone3":
+            flags = clone3_flags(self._mem, tid, arg0)
         if flags & CLONE_THREAD:
             return
         ids = self._ids_of(tid)
@@ -612,7 +585,7 @@ class PtraceBackend:
     def _ids_of(self, tid: int) -> tuple[int, int]:
         ids = self._ids.get(tid)
         if ids is None:
-            ids = _ids(tid)
+            ids = procfs.ids(tid)
             if ids[1]:
                 self._ids[tid] = ids
         return ids
@@ -631,7 +604,7 @@ def _kill(tid: int) -> None:
     try:
         os.kill(tid, signal.SIGKILL)
     except ProcessLookupError:
-        tgid, _ppid = _ids(tid)
+        tgid, _ppid = procfs.ids(tid)
         if tgid != tid:
             try:
                 os.kill(tgid, signal.SIGKILL)
@@ -639,28 +612,6 @@ def _kill(tid: int) -> None:
                 pass
     except OSError:
         pass
-
-
-def _ids(tid: int) -> tuple[int, int]:
-    """(thread group id, parent pid) of a thread, from /proc; (tid, 0) if gone."""
-    try:
-        fd = os.open(f"/proc/{tid}/status", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return tid, 0
-    try:
-        text = os.read(fd, 1024)      # Name, Umask, State, Tgid, Ngid, Pid, PPid come first
-    except OSError:
-        return tid, 0
-    finally:
-        os.close(fd)
-    tgid = ppid = 0
-    for line in text.split(b"\n"):
-        if line.startswith(b"Tgid:"):
-            tgid = int(line[5:])
-        elif line.startswith(b"PPid:"):
-            ppid = int(line[5:])
-            break
-    return tgid or tid, ppid
 
 
 def _traced() -> bool:
