@@ -25,9 +25,10 @@ from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
 from .auth import TokenInterceptor, read_token, tls_credentials
-from .limits import LimitsConfig, remove_stale_cgroups
+from .limits import LimitsConfig
 from .service import IsodService
 from .session import default_workers
+from .strays import remove_stale_cgroups
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Isod"].full_name
 PR_SET_PDEATHSIG = 1
