@@ -223,18 +223,18 @@ def test_config_parse_and_defaults():
 
 
 def test_cgroups_of_a_dead_daemon_are_emptied_and_removed_at_the_next_start(tmp_path):
-    from isod.server import limits
+    from isod.server import cgroups, strays
 
     dead = subprocess.Popen(["true"])
     dead.wait()                                   # a pid that no longer runs: the "daemon" that died
     sleeper = subprocess.Popen(["sleep", "30"])
-    made = limits._make_cgroups(f"isod-{dead.pid}-w{sleeper.pid}", {"pids"})
+    made = cgroups.make(f"isod-{dead.pid}-w{sleeper.pid}", {"pids"})
     if "pids" not in made:
         sleeper.kill()
         pytest.skip("no pids cgroup here")
     made["pids"].add(sleeper.pid)
     try:
-        killed = limits.remove_stale_cgroups()
+        killed = strays.remove_stale_cgroups()
         assert (sleeper.pid, "sleep 30") in killed
         assert sleeper.wait(5) == -signal.SIGKILL
         assert not os.path.exists(made["pids"].path)

@@ -225,11 +225,11 @@ def test_a_nested_user_notif_listener_is_refused(ptrace):
     """A user-notif filter stacked by the tracee would outrank SECCOMP_RET_TRACE
     and let it answer its own spawns: seccomp(NEW_LISTENER) gets EBUSY, as it
     does under the seccomp backend."""
-    code = ("from isod.sandbox import kernel\n"
-            "kernel.set_no_new_privs()\n"
+    code = ("from isod.sandbox import seccomp\n"
+            "seccomp.set_no_new_privs()\n"
             "try:\n"
-            f"    kernel.install_filter(bytes.fromhex('{bpf.program().hex()}'),\n"
-            "                          kernel.SECCOMP_FILTER_FLAG_NEW_LISTENER)\n"
+            f"    seccomp.install_filter(bytes.fromhex('{bpf.program().hex()}'),\n"
+            "                           seccomp.SECCOMP_FILTER_FLAG_NEW_LISTENER)\n"
             "except OSError as e:\n"
             "    print('refused', e.errno)\n")
     r = run_py(ptrace, code, SMALL)
@@ -246,8 +246,8 @@ def test_the_tracees_own_ret_trace_filter_is_let_through(ptrace):
         f.export_bpf(tmp)
         tmp.seek(0)
         prog = tmp.read().hex()
-    code = ("import os\nfrom isod.sandbox import kernel\nkernel.set_no_new_privs()\n"
-            f"kernel.install_filter(bytes.fromhex('{prog}'), 0)\nprint(os.getppid() == {os.getpid()})\n")
+    code = ("import os\nfrom isod.sandbox import seccomp\nseccomp.set_no_new_privs()\n"
+            f"seccomp.install_filter(bytes.fromhex('{prog}'), 0)\nprint(os.getppid() == {os.getpid()})\n")
     r = run_py(ptrace, code, SMALL)
     assert r.out.strip() == "True", r.err
     assert [e.syscall for e in r.events] == ["execve"]

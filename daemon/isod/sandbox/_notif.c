@@ -8,7 +8,7 @@
  * caller that traps again at once is answered without a wake-up from idle).
  * Nothing here decides: the policy stays in Python (seccomp_backend.py),
  * which also has a pure-Python twin of receive() with the same results
- * (kernel.MemReader, /proc/TID/status; tests/sandbox/test_fastpath.py
+ * (remote_memory.MemReader, /proc/TID/status; tests/sandbox/test_fastpath.py
  * compares them).
  *
  * tgid and ppid: reading /proc/TID/status costs ~25 us (the kernel formats

@@ -1,22 +1,17 @@
-"""Choosing a sandbox backend by name, or probing for the best one ("auto")."""
+"""Choosing a sandbox backend by name, or probing for the best one ("auto").
+
+A backend's module is imported when it is opened: the command line imports
+this one for BACKEND_CHOICES alone and must not pay for libseccomp or ptrace.
+"""
 
 from __future__ import annotations
 
 import errno
-import os
-import subprocess
 
 from .box import SandboxError
 
 BACKENDS = ("seccomp", "ptrace")                # concrete backends (tests run each)
 BACKEND_CHOICES = ("auto", "seccomp", "ptrace")  # what --backend accepts (env ISOD_BACKEND)
-
-_WHY_NOT_NOTIF = {
-    errno.EBUSY: "nested in another user-notif sandbox, or in isod's ptrace backend",
-    errno.EINVAL: "kernel without SECCOMP_FILTER_FLAG_NEW_LISTENER (before 5.0)",
-    errno.ENOSYS: "kernel without seccomp",
-    errno.EACCES: "the kernel refused the filter",
-}
 
 
 def open_backend(name: str = "seccomp"):
@@ -35,6 +30,7 @@ def open_backend(name: str = "seccomp"):
 
 
 def _auto():
+    from .notif_probe import WHY_NOT_NOTIF, probe_user_notif
     ok, code, text = probe_user_notif()
     if ok:
         from .seccomp_backend import SeccompBackend
@@ -43,8 +39,8 @@ def _auto():
         return b
     from .ptrace_backend import PtraceBackend
     why = f"user notification unavailable: {errno.errorcode.get(code, text)}"
-    if code in _WHY_NOT_NOTIF:
-        why += f" ({_WHY_NOT_NOTIF[code]})"
+    if code in WHY_NOT_NOTIF:
+        why += f" ({WHY_NOT_NOTIF[code]})"
     # under another user-notif filter (EBUSY) its answers would outrank RET_TRACE
     seccomp = {errno.EBUSY: False, errno.ENOSYS: False, errno.EACCES: False, errno.EINVAL: True}.get(code)
     try:
@@ -54,26 +50,3 @@ def _auto():
     b.reason = f"{why}; {b.reason}"
     return b
 
-
-def probe_user_notif() -> tuple[bool, int, str]:
-    """(ok, errno, text): can a child of this process install a user-notif filter?
-
-    Runs the real launcher on `true` in notif mode (one short-lived process,
-    ~20 ms): exactly what the seccomp backend would do, so the answer holds.
-    """
-    from . import bpf
-    from .spawn import LauncherProcess
-
-    launch = LauncherProcess(["true"], "notif", bpf.program(), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        fd = launch.receive_listener()
-    except SandboxError as e:
-        text = str(e)
-        for code in _WHY_NOT_NOTIF:
-            if f": {os.strerror(code)} (" in text:
-                return False, code, text
-        return False, 0, text
-    os.close(fd)   # the launcher's traps now fail with ENOSYS: `true` makes none
-    launch.popen.wait()
-    return True, 0, "ok"

@@ -14,7 +14,7 @@ import tempfile
 
 import pyseccomp as sc
 
-from .kernel import CLONE_THREAD, CLONE_UNTRACED
+from .syscalls import CLONE_THREAD, CLONE_UNTRACED
 
 # Syscalls that reach the supervisor. clone is trapped only without
 # CLONE_THREAD, so threads never cost a round trip on the clone path; clone3
@@ -37,43 +37,43 @@ SOCKET_TRAPPED = (
 )
 
 
-def _build(trace_action: int | None, network: bool = True) -> sc.SyscallFilter:
-    action = sc.NOTIFY if trace_action is None else trace_action
+@functools.cache
+def program(action: int | None = None, network: bool = True,
+            extra_rules: tuple[tuple[str, int, int, int], ...] = ()) -> bytes:
+    """Raw BPF (struct sock_filter[]) for the trap set; cached per process.
+
+    ``action`` replaces USER_NOTIF (the ptrace backend uses
+    SECCOMP_RET_TRACE); None means user notification. ``network``: trap
+    socket() of network families and i386 socketcall (--isod-network on).
+    ``extra_rules``: (syscall, argument, mask, value) rules added last, each
+    trapping the syscall as the rest when ``argument & mask == value``.
+    """
     f = sc.SyscallFilter(sc.ALLOW)
     f.set_attr(sc.Attr.ACT_BADARCH, sc.ERRNO(errno.ENOSYS))
     f.add_arch(sc.Arch.X86)
+    trap = sc.NOTIFY if action is None else action
     for name in NOTIFIED:
-        f.add_rule(action, name)
+        f.add_rule(trap, name)
     for name in ENOSYS_IN_FILTER:
         f.add_rule(sc.ERRNO(errno.ENOSYS), name)
-    f.add_rule(action, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
-    if trace_action is not None:
+    f.add_rule(trap, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+    if action is not None:
         # ptrace follows threads only if it sees them: a thread made with
         # CLONE_UNTRACED would get ENOSYS for every trap, unrecorded. The
         # tracer clears the flag (user notification needs no tracer).
         both = CLONE_THREAD | CLONE_UNTRACED
-        f.add_rule(action, "clone", sc.Arg(0, sc.MASKED_EQ, both, both))
+        f.add_rule(trap, "clone", sc.Arg(0, sc.MASKED_EQ, both, both))
     if network:
         for op, a, b in SOCKET_TRAPPED:
-            f.add_rule(action, "socket", sc.Arg(0, op, a) if b is None else sc.Arg(0, op, a, b))
+            f.add_rule(trap, "socket", sc.Arg(0, op, a) if b is None else sc.Arg(0, op, a, b))
         # i386: the socketcall multiplexer's arguments are in memory, which a
         # decision must not depend on; the supervisor answers it ENOSYS (glibc
         # has made direct socket syscalls on i386 since Linux 4.3) and records
         # a socket() through it. On x86_64 it does not exist (libseccomp
         # skips it there).
-        f.add_rule(action, "socketcall")
-    return f
-
-
-@functools.cache
-def program(trace_action: int | None = None, network: bool = True) -> bytes:
-    """Raw BPF (struct sock_filter[]) for the trap set; cached per process.
-
-    ``trace_action`` replaces USER_NOTIF (the ptrace backend uses
-    SECCOMP_RET_TRACE); None means user notification. ``network``: trap
-    socket() of network families and i386 socketcall (--isod-network on).
-    """
-    f = _build(trace_action, network)
+        f.add_rule(trap, "socketcall")
+    for name, arg, mask, value in extra_rules:
+        f.add_rule(trap, name, sc.Arg(arg, sc.MASKED_EQ, mask, value))
     with tempfile.TemporaryFile() as tmp:
         f.export_bpf(tmp)
         tmp.seek(0)

@@ -15,7 +15,8 @@ import errno
 import os
 import sys
 
-from . import kernel
+from . import seccomp
+from .libc import libc
 
 EXIT_SETUP_FAILED = 125   # as env(1)/timeout(1): the launcher itself failed
 EXIT_CANNOT_EXEC = 126
@@ -35,12 +36,12 @@ def install(bpf: bytes, flags: int) -> int:
     mitigation on every seccomp'd task (`spec_store_bypass_disable=seccomp`,
     the default of many distributions), CPU-bound tests would run slower under
     isod than without it; isod filters process creation, not Spectre v4."""
-    kernel.set_no_new_privs()
-    spec, killable = kernel.SECCOMP_FILTER_FLAG_SPEC_ALLOW, kernel.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+    seccomp.set_no_new_privs()
+    spec, killable = seccomp.SECCOMP_FILTER_FLAG_SPEC_ALLOW, seccomp.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
     # kernels before 5.19 lack WAIT_KILLABLE_RECV, before 4.17 SPEC_ALLOW
     for extra in (spec | killable, spec, 0):
         try:
-            return kernel.install_filter(bpf, flags | extra)
+            return seccomp.install_filter(bpf, flags | extra)
         except OSError as e:
             if e.errno != errno.EINVAL or not extra:
                 raise
@@ -56,7 +57,7 @@ def drop_ptrace_capability() -> None:
     the daemon's non-dumpable flag (read /proc/<daemon>/mem, process_vm_writev).
     Tracing one's own children needs no capability. Best effort: without
     CAP_SETPCAP there is no such capability to drop in the first place."""
-    kernel.libc.prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0)
+    libc.prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0)
 
 
 def resolve(name: str) -> str:
@@ -84,7 +85,7 @@ def main(argv: list[str]) -> int:
             if sock.recv(16) != b"go":
                 return EXIT_SETUP_FAILED
         elif mode == "notif":
-            listener = install(bpf, kernel.SECCOMP_FILTER_FLAG_NEW_LISTENER)
+            listener = install(bpf, seccomp.SECCOMP_FILTER_FLAG_NEW_LISTENER)
             sock.sendmsg([b"ok"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, listener.to_bytes(4, sys.byteorder))])
             os.close(listener)
         else:
@@ -96,8 +97,8 @@ def main(argv: list[str]) -> int:
             if sock.recv(16) != b"go":
                 return EXIT_SETUP_FAILED
             if bpf:
-                kernel.set_no_new_privs()
-                kernel.install_filter(bpf, 0)
+                seccomp.set_no_new_privs()
+                seccomp.install_filter(bpf, 0)
             sock.sendall(b"ok")
     except OSError as e:
         try:

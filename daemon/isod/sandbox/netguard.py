@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from . import cgroupfs
 from .events import ALLOW, DENY, Event
-from .kernel import libc
+from .libc import libc
 
 NR_BPF = 321
 

@@ -30,7 +30,6 @@ import errno
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -40,15 +39,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from .. import policy
 from ..policy import IDLE, Rule
-from . import kernel, netguard, ptrace_popen
+from . import netguard, procfs, ptrace_popen
 from . import ptrace_calls as pt
 from .box import Box, EventSink, SandboxError
 from .events import ALLOW, DENY, ENOSYS, Event
+from .notif_probe import probe_user_notif
+from .remote_memory import MemReader
 from .spawn import SETUP_TIMEOUT, LauncherProcess
+from .syscall_args import clone3_flags, decode
+from .syscalls import ABI_OF_ARCH, CLONE_THREAD, CLONE_UNTRACED, NAME_OF
 
-_EXECS = ("execve", "execveat")
-_I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
-_CLONE_UNTRACED = kernel.CLONE_UNTRACED
 _CHILD_EVENTS = (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE)
 _EPERM, _ENOSYS, _EBUSY = errno.EPERM, errno.ENOSYS, errno.EBUSY
 STALE_NS = 20_000_000    # an on_event call waits at most this long in a burst of stops
@@ -96,7 +96,7 @@ class PtraceBackend:
         self._ids: dict[int, tuple[int, int]] = {}
         self._requests: collections.deque = collections.deque()
         self._later: collections.deque = collections.deque()   # (tree, on_event, box, event) not yet delivered
-        self._mem = kernel.MemReader()
+        self._mem = MemReader()
         self._info = pt.SyscallInfo(self._mem)
         self._sentinel: subprocess.Popen | None = None
         self._closing = False
@@ -393,7 +393,7 @@ class PtraceBackend:
             for orphan in list(self._orphans):
                 # an unclaimed child whose parent is gone (killed inside fork, before
                 # its fork event): most likely this tree's, and it must not stay stopped
-                _tgid, ppid = _ids(orphan)
+                _tgid, ppid = procfs.ids(orphan)
                 if ppid not in self._trees and ppid != os.getpid():
                     self._add_child(tree, orphan, time.monotonic_ns())
             if not tree.tids:
@@ -427,7 +427,7 @@ class PtraceBackend:
             if pt.gone(e):
                 return
             raise
-        name = kernel.NAME_OF.get((arch, nr))
+        name = NAME_OF.get((arch, nr))
         if name is None:
             if (arch, nr) in pt.SECCOMP_SYSCALLS:   # a user-notif filter would outrank ours
                 self._fail(tid, _EBUSY)
@@ -437,54 +437,29 @@ class PtraceBackend:
                 sys.stderr.write(f"isod: unknown trapped syscall {nr} (arch {arch:#x}) from {tid}: ENOSYS\n")
                 self._fail(tid, _ENOSYS)
             return
-        mem = self._mem
-        path = cwd = ""
-        argv: list[str] = []
-        flags = 0
-        net = (0, 0, 0)
-        cut = False
+        path, argv, cwd, flags, net, cut = decode(self._mem, tid, name, arch, a)
         if name == "socket":
-            net = (a[0] & 0xFFFFFFFF, a[1] & 0xFFFFFFFF, a[2] & 0xFFFFFFFF)
             if not policy.is_network_family(net[0]):
                 self._resume(tid)      # a local family: decided on a register, not recorded
                 return
         elif name == "socketcall":
-            flags = a[0]
-            raw = mem.read(tid, a[1], 12) if flags == policy.SYS_SOCKET and a[1] else b""
-            net = struct.unpack("=III", raw) if len(raw) == 12 else (0, 0, 0)
             if flags != policy.SYS_SOCKET or not policy.is_network_family(net[0]):
                 self._fail(tid, _ENOSYS)   # never let it run (its arguments are in memory); not recorded
                 return
-        elif name in _EXECS:
-            path_addr, argv_addr = (a[0], a[1]) if name == "execve" else (a[1], a[2])
-            raw, cut = mem.string_cut(tid, path_addr)
-            args, cut_argv = mem.argv(tid, argv_addr, 4 if arch == _I386 else 8)
-            cut = cut or cut_argv
-            path = os.fsdecode(raw)
-            argv = [os.fsdecode(x) for x in args]
-            try:
-                cwd = os.readlink(f"/proc/{tid}/cwd")
-            except OSError:
-                pass
-            if name == "execveat":
-                flags = a[4]
         elif name == "clone3":
-            raw = mem.read(tid, a[0], 8) if a[0] else b""
-            flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
-            if flags & kernel.CLONE_THREAD:
+            if flags & CLONE_THREAD:
                 self._fail(tid, _ENOSYS)   # libc falls back to clone(CLONE_THREAD), not trapped
                 return
-        elif name in ("clone", "ptrace"):
-            flags = a[0]   # clone: its flags; ptrace: the request
-            if name == "clone" and flags & _CLONE_UNTRACED:
+        elif name == "clone":
+            if flags & CLONE_UNTRACED:
                 # the child would escape the tracer (and get ENOSYS for every trap): follow it
                 try:
-                    pt.set_arg0(tid, arch, flags & ~_CLONE_UNTRACED)
+                    pt.set_arg0(tid, arch, flags & ~CLONE_UNTRACED)
                 except pt.PtraceError as e:
                     if pt.gone(e):
                         return
                     raise
-                if flags & kernel.CLONE_THREAD:    # a thread (trapped only for its flag): not recorded
+                if flags & CLONE_THREAD:    # a thread (trapped only for its flag): not recorded
                     self._resume(tid)
                     return
         # while the caller is held: once answered it may exit at once
@@ -502,7 +477,7 @@ class PtraceBackend:
             else:
                 decision = DENY
                 valid = self._fail(tid, _EPERM)
-            abi = kernel.ABI_OF_ARCH.get(arch) or hex(arch)
+            abi = ABI_OF_ARCH.get(arch) or hex(arch)
             if net[0]:
                 ev = Event(t0, tgid, tid, ppid, name, abi, decision, time.monotonic_ns() - t0,
                            argv_complete=valid, family=net[0], sock_type=net[1] & 0xF, protocol=net[2])
@@ -548,12 +523,13 @@ class PtraceBackend:
     def _decide_child(self, tid: int, tree: _Tree, child: int, t0: int) -> None:
         """Events mode, at a fork/vfork/clone event: the child exists, has not run."""
         arch, nr, arg0 = self._info.current(tid)
-        name = kernel.NAME_OF.get((arch, nr), f"syscall{nr}")
-        flags = arg0 if name == "clone" else 0
-        if name == "clone3":
-            raw = self._mem.read(tid, arg0, 8)
-            flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
-        if flags & kernel.CLONE_THREAD:
+        name = NAME_OF.get((arch, nr), f"syscall{nr}")
+        flags = 0
+        if name == "clone":
+            flags = arg0
+        elif name == "clone3":
+            flags = clone3_flags(self._mem, tid, arg0)
+        if flags & CLONE_THREAD:
             return
         ids = self._ids_of(tid)
         if policy.decide(tree.box.rule_for(tid, name), name):
@@ -566,7 +542,7 @@ class PtraceBackend:
     def _decide_exec(self, tid: int, tree: _Tree, t0: int) -> bool:
         """Events mode, after an exec succeeded; False if the process was killed."""
         arch, nr, _arg0 = self._info.current(tid)
-        name = kernel.NAME_OF.get((arch, nr), "execve")
+        name = NAME_OF.get((arch, nr), "execve")
         try:
             path = os.readlink(f"/proc/{tid}/exe").encode()
             cwd = os.readlink(f"/proc/{tid}/cwd")
@@ -602,14 +578,14 @@ class PtraceBackend:
     def _record(self, box: Box, tid: int, t0: int, name: str, arch: int, decision: str,
                 path: bytes, argv: list[bytes], flags: int, ids: tuple[int, int], cwd: str = "") -> None:
         """Events mode: the call already happened; ids and cwd were read before acting."""
-        box.record(Event(t0, ids[0], tid, ids[1], name, kernel.ABI_OF_ARCH.get(arch) or hex(arch), decision,
+        box.record(Event(t0, ids[0], tid, ids[1], name, ABI_OF_ARCH.get(arch) or hex(arch), decision,
                          time.monotonic_ns() - t0, os.fsdecode(path), [os.fsdecode(x) for x in argv], cwd,
                          flags, True))
 
     def _ids_of(self, tid: int) -> tuple[int, int]:
         ids = self._ids.get(tid)
         if ids is None:
-            ids = _ids(tid)
+            ids = procfs.ids(tid)
             if ids[1]:
                 self._ids[tid] = ids
         return ids
@@ -628,7 +604,7 @@ def _kill(tid: int) -> None:
     try:
         os.kill(tid, signal.SIGKILL)
     except ProcessLookupError:
-        tgid, _ppid = _ids(tid)
+        tgid, _ppid = procfs.ids(tid)
         if tgid != tid:
             try:
                 os.kill(tgid, signal.SIGKILL)
@@ -636,28 +612,6 @@ def _kill(tid: int) -> None:
                 pass
     except OSError:
         pass
-
-
-def _ids(tid: int) -> tuple[int, int]:
-    """(thread group id, parent pid) of a thread, from /proc; (tid, 0) if gone."""
-    try:
-        fd = os.open(f"/proc/{tid}/status", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return tid, 0
-    try:
-        text = os.read(fd, 1024)      # Name, Umask, State, Tgid, Ngid, Pid, PPid come first
-    except OSError:
-        return tid, 0
-    finally:
-        os.close(fd)
-    tgid = ppid = 0
-    for line in text.split(b"\n"):
-        if line.startswith(b"Tgid:"):
-            tgid = int(line[5:])
-        elif line.startswith(b"PPid:"):
-            ppid = int(line[5:])
-            break
-    return tgid or tid, ppid
 
 
 def _traced() -> bool:
@@ -684,7 +638,6 @@ def choose_mode() -> tuple[bool, str]:
         return False, f"{MODES['events']}: this kernel has no seccomp"
     if int(status.get("Seccomp_filters", "0").strip() or 0) == 0:
         return True, MODES["seccomp"]
-    from .backends import probe_user_notif
     ok, code, _text = probe_user_notif()
     if not ok and code == _EBUSY:
         return False, (f"{MODES['events']}: nested in a user-notif sandbox, whose filter would "

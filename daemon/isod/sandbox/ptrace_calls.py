@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import struct
-import tempfile
 
 import pyseccomp as sc
 from ptrace import PtraceError
 from ptrace.binding import func as _pt
 
 from . import bpf
-from .kernel import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, SECCOMP_FILTER_FLAG_NEW_LISTENER
+from .seccomp import SECCOMP_FILTER_FLAG_NEW_LISTENER
+from .syscalls import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, NR_SECCOMP
 
 __all__ = ["PtraceError"]
 
@@ -45,7 +44,7 @@ STOP_SIGNALS = frozenset({19, 20, 21, 22})   # SIGSTOP SIGTSTP SIGTTIN SIGTTOU: 
 # NEW_LISTENER) so a tracee cannot stack a user-notif filter, whose action
 # outranks SECCOMP_RET_TRACE, and answer its own spawns (the seccomp backend
 # gets EBUSY from the kernel for this; here the tracer answers EBUSY).
-SECCOMP_SYSCALLS = frozenset({(AUDIT_ARCH_X86_64, 317), (AUDIT_ARCH_I386, 354)})
+SECCOMP_SYSCALLS = frozenset(NR_SECCOMP.items())
 
 # offsetof(struct user_regs_struct, ...) on x86_64
 _RAX, _ORIG_RAX, _RDI, _RBX, _CS = 80, 120, 112, 40, 136
@@ -139,19 +138,13 @@ class SyscallInfo:
 TRACE_DATA = 0x150D
 
 
-@functools.cache
+# seccomp(SET_MODE_FILTER, NEW_LISTENER, ...): see SECCOMP_SYSCALLS
+_NO_LISTENER = (("seccomp", 1, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER),)
+
+
 def filter_program(network: bool = True) -> bytes:
     """The trap set of bpf.py with SECCOMP_RET_TRACE, plus seccomp(NEW_LISTENER)."""
-    f = bpf._build(sc.TRACE(TRACE_DATA), network)
-    f.add_rule(sc.TRACE(TRACE_DATA), "seccomp",
-               sc.Arg(1, sc.MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER))
-    with tempfile.TemporaryFile() as tmp:
-        f.export_bpf(tmp)
-        tmp.seek(0)
-        data = tmp.read()
-    if not data or len(data) % 8:
-        raise RuntimeError(f"libseccomp exported a malformed program ({len(data)} bytes)")
-    return data
+    return bpf.program(sc.TRACE(TRACE_DATA), network, _NO_LISTENER)
 
 
 def gone(e: PtraceError) -> bool:

@@ -25,10 +25,13 @@ from collections import deque
 
 from .. import policy
 from ..policy import IDLE, Rule
-from . import bpf, kernel, netguard
+from . import bpf, netguard, seccomp, syscalls
 from .box import Box, EventSink
 from .events import ALLOW, DENY, ENOSYS, Event
+from .procfs import ids
+from .remote_memory import MemReader
 from .spawn import LauncherProcess
+from .syscall_args import decode
 
 try:
     from . import _notif
@@ -36,11 +39,10 @@ except ImportError:      # not built (no compiler at install time): the Python t
     _notif = None
 
 _EPOLLIN, _EPOLLHUP, _EPOLLERR = select.EPOLLIN, select.EPOLLHUP, select.EPOLLERR
-_CONTINUE = kernel.SECCOMP_USER_NOTIF_FLAG_CONTINUE
-_CLONE_THREAD = kernel.CLONE_THREAD
-_I386 = kernel.AUDIT_ARCH_I386   # its argv is an array of 32-bit pointers
-_NAME_OF = kernel.NAME_OF
-_ABI_OF_ARCH = kernel.ABI_OF_ARCH
+_CONTINUE = seccomp.SECCOMP_USER_NOTIF_FLAG_CONTINUE
+_CLONE_THREAD = syscalls.CLONE_THREAD
+_NAME_OF = syscalls.NAME_OF
+_ABI_OF_ARCH = syscalls.ABI_OF_ARCH
 _decide = policy.decide
 _is_network_family = policy.is_network_family
 _SYS_SOCKET = policy.SYS_SOCKET
@@ -70,7 +72,7 @@ class SeccompBackend:
         if self.fast_path:
             self._receive, self._send, self._new_cache = _notif.receive, _notif.send, _notif.PidCache
         else:
-            mem = kernel.MemReader()
+            mem = MemReader()
             self._receive = lambda fd, _cache: _py_receive(fd, mem)
             self._send = _py_send
         self._later: deque = deque()           # (fd, on_event, box, event) not yet delivered
@@ -273,62 +275,33 @@ def _tree_gone(box: Box) -> None:
 # --- the kernel side of one notification, in pure Python ---------------------
 # The same results as _notif.receive/send (the fast path, in C); used when
 # the extension is missing or ISOD_NO_C=1.
-def _py_receive(fd: int, mem: kernel.MemReader):
+def _py_receive(fd: int, mem: MemReader):
     """(id, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, complete,
     t_recv_ns, (family, type, protocol)) or None if the caller went away;
     see _notif.receive."""
-    buf = bytearray(kernel.NOTIF.size)
+    buf = bytearray(seccomp.NOTIF.size)
     try:
-        fcntl.ioctl(fd, kernel.IOCTL_NOTIF_RECV, buf, True)
+        fcntl.ioctl(fd, seccomp.IOCTL_NOTIF_RECV, buf, True)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.EINTR):   # the caller went away first
             return None
         raise
     t0 = time.monotonic_ns()
-    nid, tid, _flags, nr, arch, _ip, a0, a1, a2, _a3, a4, _a5 = kernel.NOTIF.unpack(buf)
+    nid, tid, _flags, nr, arch, _ip, *args = seccomp.NOTIF.unpack(buf)
     name = _NAME_OF.get((arch, nr))
-    path = cwd = ""
-    argv: list[str] = []
-    flags = 0
-    net = (0, 0, 0)
-    cut = False
-    if name == "execve" or name == "execveat":
-        path_addr, argv_addr = (a0, a1) if name == "execve" else (a1, a2)
-        raw, cut = mem.string_cut(tid, path_addr)
-        args, cut_argv = mem.argv(tid, argv_addr, 4 if arch == _I386 else 8)
-        cut = cut or cut_argv
-        path = os.fsdecode(raw)
-        argv = [os.fsdecode(a) for a in args]
-        try:
-            cwd = os.readlink(f"/proc/{tid}/cwd")
-        except OSError:
-            pass
-        if name == "execveat":
-            flags = a4
-    elif name == "clone3":
-        raw = mem.read(tid, a0, 8) if a0 else b""
-        flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
-        if flags & _CLONE_THREAD:     # answered ENOSYS, not recorded: nothing more to read
-            return nid, tid, tid, 0, nr, arch, path, argv, cwd, flags, False, t0, net
-    elif name == "clone" or name == "ptrace":
-        flags = a0   # clone: its flags; ptrace: the request
-    elif name == "socket":
-        net = (a0 & 0xFFFFFFFF, a1 & 0xFFFFFFFF, a2 & 0xFFFFFFFF)
-    elif name == "socketcall":
-        flags = a0   # the call; its arguments for the record only
-        raw = mem.read(tid, a1, 12) if a0 == _SYS_SOCKET and a1 else b""
-        if len(raw) == 12:
-            net = struct.unpack("=III", raw)
+    path, argv, cwd, flags, net, cut = decode(mem, tid, name, arch, args)
+    if name == "clone3" and flags & _CLONE_THREAD:   # answered ENOSYS, not recorded: nothing more to read
+        return nid, tid, tid, 0, nr, arch, path, argv, cwd, flags, False, t0, net
     # while the caller is held: once answered it may exit at once (a denied
     # caller, or a short program it execs) and /proc/TID with it
-    tgid, ppid = _ids(tid)
+    tgid, ppid = ids(tid)
     valid = _id_valid(fd, nid)
     return nid, tid, tgid, ppid, nr, arch, path, argv, cwd, flags, valid and not cut, t0, net
 
 
 def _py_send(fd: int, nid: int, error: int, flags: int) -> bool:
     try:
-        fcntl.ioctl(fd, kernel.IOCTL_NOTIF_SEND, kernel.NOTIF_RESP.pack(nid, 0, error, flags))
+        fcntl.ioctl(fd, seccomp.IOCTL_NOTIF_SEND, seccomp.NOTIF_RESP.pack(nid, 0, error, flags))
     except OSError as e:
         if e.errno != errno.ENOENT:   # the caller was interrupted or died: nothing to answer
             raise
@@ -338,30 +311,8 @@ def _py_send(fd: int, nid: int, error: int, flags: int) -> bool:
 
 def _id_valid(fd: int, nid: int) -> bool:
     try:
-        fcntl.ioctl(fd, kernel.IOCTL_NOTIF_ID_VALID, struct.pack("=Q", nid))
+        fcntl.ioctl(fd, seccomp.IOCTL_NOTIF_ID_VALID, struct.pack("=Q", nid))
         return True
     except OSError:
         return False
 
-
-def _ids(tid: int) -> tuple[int, int]:
-    """(thread group id, parent pid) of a thread, from /proc; (tid, 0) if gone.
-    os.open/os.read: a third of the cost of open() and a buffered read."""
-    try:
-        fd = os.open(f"/proc/{tid}/status", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return tid, 0
-    try:
-        text = os.read(fd, 1024)      # Name, Umask, State, Tgid, Ngid, Pid, PPid come first
-    except OSError:
-        return tid, 0
-    finally:
-        os.close(fd)
-    tgid = ppid = 0
-    for line in text.split(b"\n"):
-        if line.startswith(b"Tgid:"):
-            tgid = int(line[5:])
-        elif line.startswith(b"PPid:"):
-            ppid = int(line[5:])
-            break
-    return tgid or tid, ppid

@@ -24,9 +24,10 @@ from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
 from .auth import TokenInterceptor, read_token, tls_credentials
-from .limits import LimitsConfig, remove_stale_cgroups
+from .limits import LimitsConfig
 from .service import IsodService
 from .session import default_workers
+from .strays import remove_stale_cgroups
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Isod"].full_name
 PR_SET_PDEATHSIG = 1
@@ -135,7 +136,7 @@ def _check_tcp(listen: str) -> None:
 
 
 def kernel_features() -> dict[str, bool]:
-    from ..sandbox.kernel import SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV  # noqa: F401
+    from ..sandbox.seccomp import SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV  # noqa: F401
 
     actions = ""
     try:
