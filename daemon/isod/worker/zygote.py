@@ -254,8 +254,8 @@ class Zygote:
         _per_worker_places(self.config, fork.name)
         listener = None
         if fork.filter:
-            from isod.sandbox.kernel import SECCOMP_FILTER_FLAG_NEW_LISTENER
             from isod.sandbox.launcher import install
+            from isod.sandbox.seccomp import SECCOMP_FILTER_FLAG_NEW_LISTENER
 
             listener = install(fork.filter, SECCOMP_FILTER_FLAG_NEW_LISTENER)
         msg = pb.WorkerEvent(forked=pb.Forked(pid=os.getpid())).SerializeToString()
