@@ -93,7 +93,7 @@ class PtraceBackend:
         self._unannounced: set[int] = set()
         # (tgid, ppid) per tid for the records: /proc/TID/status costs ~25 us a
         # read; dropped when the tid goes or execs, or its parent goes (reparented)
-        self._ids: dict[int, tuple[int, int]] = {}
+        self._tgid_ppid: dict[int, tuple[int, int]] = {}
         self._requests: collections.deque = collections.deque()
         self._later: collections.deque = collections.deque()   # (tree, on_event, box, event) not yet delivered
         self._mem = MemReader()
@@ -352,7 +352,7 @@ class PtraceBackend:
             except pt.PtraceError:
                 pass
         if tree is None:
-            tgid, ppid = self._ids_of(tid)
+            tgid, ppid = self._tgid_ppid_of(tid)
             tree = self._trees.get(tgid) if tgid != tid else None
             tree = tree or self._trees.get(ppid)
         if tree is None:
@@ -379,7 +379,7 @@ class PtraceBackend:
 
     def _on_gone(self, tid: int, status: int) -> None:
         self._orphans.pop(tid, None)
-        ids = self._ids
+        ids = self._tgid_ppid
         ids.pop(tid, None)
         for t in [t for t, (_g, p) in ids.items() if p == tid]:
             del ids[t]
@@ -463,7 +463,7 @@ class PtraceBackend:
                     self._resume(tid)
                     return
         # while the caller is held: once answered it may exit at once
-        tgid, ppid = self._ids_of(tid)
+        tgid, ppid = self._tgid_ppid_of(tid)
         box = tree.box
         rule = box.rule_for(tid, name)
         box.inflight += 1      # answered from here on, recorded below (see Box.settle)
@@ -513,7 +513,7 @@ class PtraceBackend:
                 return
             raise
         if former != tid:   # a non-leader thread exec'd and took the leader's tid
-            self._ids.pop(former, None)
+            self._tgid_ppid.pop(former, None)
             self._trees.pop(former, None)
             tree.tids.discard(former)
         if self.mode == "events" and not self._decide_exec(tid, tree, t0):
@@ -531,7 +531,7 @@ class PtraceBackend:
             flags = clone3_flags(self._mem, tid, arg0)
         if flags & CLONE_THREAD:
             return
-        ids = self._ids_of(tid)
+        ids = self._tgid_ppid_of(tid)
         if policy.decide(tree.box.rule_for(tid, name), name):
             decision = ALLOW
         else:
@@ -550,7 +550,7 @@ class PtraceBackend:
                 argv = f.read().split(b"\0")[:-1]
         except OSError:
             path, cwd, argv = b"", "", []
-        ids = self._ids_of(tid)
+        ids = self._tgid_ppid_of(tid)
         allowed = policy.decide(tree.box.rule_for(tid, name), name)
         if not allowed:
             _kill(tid)
@@ -582,12 +582,12 @@ class PtraceBackend:
                          time.monotonic_ns() - t0, os.fsdecode(path), [os.fsdecode(x) for x in argv], cwd,
                          flags, True))
 
-    def _ids_of(self, tid: int) -> tuple[int, int]:
-        ids = self._ids.get(tid)
+    def _tgid_ppid_of(self, tid: int) -> tuple[int, int]:
+        ids = self._tgid_ppid.get(tid)
         if ids is None:
             ids = procfs.ids(tid)
             if ids[1]:
-                self._ids[tid] = ids
+                self._tgid_ppid[tid] = ids
         return ids
 
 

@@ -211,7 +211,7 @@ class IsodService(pb_grpc.IsodServicer):
             w = members[pid]
             run = w.running
             test = run.item.nodeid if run else "(between tests)"
-            w.flag(f"connected to the isod daemon's socket to open a session (pid {pid})")
+            w.fail_running_test(f"connected to the isod daemon's socket to open a session (pid {pid})")
             return f"pid {pid} of worker {w.name}, running small test {test}"
         return ""
 

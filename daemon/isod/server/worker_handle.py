@@ -419,7 +419,7 @@ class WorkerHandle:
             self.abort_reason = why
             self.kill()
 
-    def flag(self, what: str) -> None:
+    def fail_running_test(self, what: str) -> None:
         """A violation found outside the trap path (the daemon's socket): the
         running test fails with TC003 like a trapped spawn."""
         with self._lock:

@@ -358,7 +358,7 @@ class WorkerPlugin:
         data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
         payload = json.dumps(data, default=repr).encode()
         if len(payload) > REPORT_MAX:
-            payload = _fit(data)
+            payload = _shrink_to_fit(data)
         # all three travel in `finished` (one message per test); the phase
         # word tells the daemon how setup went if the test is killed later
         self.reports.append(pb.PhaseReport(when=report.when, report_json=payload, t_ns=time.monotonic_ns()))
@@ -394,7 +394,7 @@ def _cut(text: str, keep: int) -> str:
     return f"{text[:half]}\n[... isod cut {len(text) - 2 * half} characters here ...]\n{text[-half:]}"
 
 
-def _fit(data: dict) -> bytes:
+def _shrink_to_fit(data: dict) -> bytes:
     """A report too big to send (a test that printed hundreds of MB): its
     captured sections, then its failure text, keep their head and tail."""
     sections = data.get("sections") or []
