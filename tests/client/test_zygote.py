@@ -121,3 +121,22 @@ def test_segfaults():
     r = run_pytest(tmp_path, files, "-q", "--isod-workers=1", target=daemon.target, timeout=120)
     assert r.test("test_segfaults")["outcome"] == "failed", r.out
     assert "Fatal Python error: Segmentation fault" in r.out, r.out
+
+
+def test_workers_capture_output_apart(tmp_path, daemon):
+    """pytest's fd capture file was opened before the fork: each worker must
+    capture into its own, or two workers read each other's output."""
+    files = {"test_out.py": '''
+import pytest
+pytestmark = pytest.mark.small
+@pytest.mark.parametrize("i", range(30))
+def test_p(i):
+    print(f"own-line-{i}-" * 20)
+    assert 0
+'''}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)
+    assert "30 failed" in r.out, r.out[-2000:]
+    for i in range(30):
+        block = r.failure_block(f"test_p[{i}]")
+        assert f"own-line-{i}-" in block and "Captured stdout call" in block, block
+        assert not any(f"own-line-{j}-" in block for j in range(30) if j != i), block

@@ -35,6 +35,18 @@ def with_open(where, **fields) -> pb.ClientMessage:
     return m
 
 
+def args_open(where, args: list[str]) -> pb.ClientMessage:
+    m = open_msg(where)
+    m.open.pytest_args.extend(args)
+    return m
+
+
+def env_open(where, env: dict) -> pb.ClientMessage:
+    m = open_msg(where)
+    m.open.env.update(env)
+    return m
+
+
 def check(out, code, needle: str):
     assert out.code == code, (out.code, out.details, out.end)
     text = out.details if code != grpc.StatusCode.OK else (out.end.error if out.end else "")
@@ -85,6 +97,10 @@ def test_each_bad_request_gets_a_precise_status(serve, project):
          "collected none of the client's 1 test(s):\n  test_ok.py::nope"),
         ("pytest rejects the arguments", [open_msg(cwd, "--no-such-option"), items(ids), FINISH],
          grpc.StatusCode.OK, "exited with status 4 before collecting"),
+        ("a NUL in the environment", [env_open(cwd, {"A": "\x00"}), items(ids), FINISH], INVALID,
+         "open.env has an entry no process can have: 'A'='\\x00'"),
+        ("a NUL in an argument", [args_open(cwd, ["-q", "a\x00b"]), items(ids), FINISH], INVALID,
+         "open.pytest_args has a NUL byte"),
         ("not a python", [with_open(cwd, python="/bin/true"), items(ids), FINISH], grpc.StatusCode.OK,
          "(the process that collects for the workers) exited with status 0 before collecting"),
     ]

@@ -39,6 +39,14 @@ def validate_open(msg: pb.ClientMessage) -> pb.SessionOpen:
         raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
                      f"the first message of a session must be `open`, got `{msg.WhichOneof('kind')}`")
     o = msg.open
+    for what, text in (("python", o.python), ("cwd", o.cwd), ("launch", o.launch),
+                       *(("pytest_args", a) for a in o.pytest_args)):
+        if "\0" in text:
+            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.{what} has a NUL byte: {text[:80]!r}")
+    for key, value in o.env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"open.env has an entry no process can have: {key[:80]!r}={value[:80]!r}")
     if not o.python or not os.path.isabs(o.python):
         raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.python must be an absolute path, got {o.python!r}")
     if not os.access(o.python, os.X_OK) or os.path.isdir(o.python):
@@ -152,7 +160,7 @@ class IsodService(pb_grpc.IsodServicer):
         try:
             try:
                 session.start()
-            except (SandboxError, OSError) as e:
+            except (SandboxError, OSError, ValueError) as e:
                 session.abort()
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot start workers: {e}")
             threading.Thread(target=self._read_client, args=(request_iterator, session),

@@ -239,6 +239,7 @@ class Zygote:
         _redirect(outputs, out_fd, err_fd)
         os.close(out_fd)
         os.close(err_fd)
+        _restart_capture(self.config)
         self.reads.stop()
         wi = getattr(self.config, "workerinput", None)
         if isinstance(wi, _WatchedInput):
@@ -283,6 +284,18 @@ def _redirect(outputs, out_fd: int, err_fd: int) -> None:
             os.dup2(out_fd, fd, inheritable=fd <= 2)
         elif ident == err_id:
             os.dup2(err_fd, fd, inheritable=fd <= 2)
+
+
+def _restart_capture(config: pytest.Config) -> None:
+    """pytest's fd capture writes to a temporary file opened before the fork:
+    shared with the zygote and every other worker (one file offset), two
+    workers would read and truncate each other's captured output. Each
+    worker captures into files of its own."""
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if capman is None or getattr(capman, "_global_capturing", None) is None:
+        return
+    capman.stop_global_capturing()
+    capman.start_global_capturing()
 
 
 def _per_worker_places(config: pytest.Config, name: str) -> None:
