@@ -308,6 +308,14 @@ def _per_worker_places(config: pytest.Config, name: str) -> None:
             factory._given_basetemp = Path(os.path.abspath(os.path.join(base, name)))
             config.option.basetemp = str(factory._given_basetemp)
         factory._basetemp = None      # made on first use, by this worker
+    # `random` and tempfile's names reseed themselves after a fork; numpy's
+    # global generator does not: workers would draw the same numbers
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        try:
+            numpy.random.seed()
+        except Exception:  # noqa: BLE001, S110 (a numpy without the legacy global generator)
+            pass
     log_file = config.stash.get(LOG_FILE_KEY, None)
     logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
     if log_file and logging_plugin is not None:
