@@ -4,6 +4,9 @@ says why."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from harness.daemon import run_pytest
 
@@ -140,3 +143,52 @@ def test_p(i):
         block = r.failure_block(f"test_p[{i}]")
         assert f"own-line-{i}-" in block and "Captured stdout call" in block, block
         assert not any(f"own-line-{j}-" in block for j in range(30) if j != i), block
+
+
+def _collections(tmp_path) -> int:
+    return len((tmp_path / "collections.txt").read_text().split())
+
+
+def test_isod_serve_keeps_a_warm_zygote_while_the_suite_is_unchanged(tmp_path, daemon):
+    """The second run of a suite against `isod serve` forks from the zygote
+    the first run left: no collection but the client's. A changed or added
+    file makes it collect again, and the new test runs."""
+    files = {"conftest.py": COUNTING_CONFTEST, "test_who.py": WHO}
+    first = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)
+    assert first.rc == 0 and "6 passed" in first.out, first.out
+    assert _collections(tmp_path) == 2                       # the client and the zygote
+    second = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
+    assert second.rc == 0 and "6 passed" in second.out, second.out
+    assert _collections(tmp_path) == 3                       # the client only: the zygote was warm
+    rows = _who(tmp_path)
+    assert {r[4].split("/")[-3] for r in rows[6:]} != {r[4].split("/")[-3] for r in rows[:6]}, rows  # new basetemp
+    assert len({wid for _, wid, _, _, _ in rows[6:]}) == 2, rows
+    # a new test file: its directory changed, the zygote collects again
+    (tmp_path / "test_new.py").write_text("import pytest\n@pytest.mark.small\ndef test_new():\n    pass\n")
+    third = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
+    assert third.rc == 0 and "7 passed" in third.out, third.out
+    assert _collections(tmp_path) == 5
+    # an edited module (same size, new mtime): collected again as well
+    time.sleep(0.01)
+    os.utime(tmp_path / "test_new.py")
+    fourth = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
+    assert fourth.rc == 0 and "7 passed" in fourth.out, fourth.out
+    assert _collections(tmp_path) == 7
+    # a data file the test module reads at import: changed, collected again
+    (tmp_path / "cases.txt").write_text("1\n")
+    (tmp_path / "test_data.py").write_text(
+        "import pytest\nCASES = open('cases.txt').read().split()\n"
+        "@pytest.mark.small\n@pytest.mark.parametrize('c', CASES)\ndef test_case(c):\n    assert c == '1'\n")
+    fifth = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
+    assert fifth.rc == 0 and "8 passed" in fifth.out, fifth.out
+    assert _collections(tmp_path) == 9      # the warm zygote lacked the new tests: a new one collected
+    sixth = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
+    assert sixth.rc == 0 and "8 passed" in sixth.out and _collections(tmp_path) == 10, sixth.out  # warm again
+    (tmp_path / "cases.txt").write_text("2\n")      # same ids, other content: must not run the old data
+    seventh = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
+    assert seventh.rc == 1 and "1 failed, 7 passed" in seventh.out, seventh.out
+    # other arguments: another zygote
+    before = _collections(tmp_path)
+    eighth = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", "-k", "new", target=daemon.target)
+    assert eighth.rc == 0 and "1 passed" in eighth.out, eighth.out
+    assert _collections(tmp_path) == before + 2

@@ -18,6 +18,7 @@ from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
 from . import peers
 from .session import Session
+from .zygote_pool import ZygotePool
 
 MAX_ITEMS = 1_000_000
 MAX_NODEID = 65536
@@ -122,8 +123,9 @@ SWITCH_INTERVAL_S = 0.0005
 
 class IsodService(pb_grpc.IsodServicer):
     def __init__(self, backend, log, default_workers: int, listen: str, features: dict[str, bool],
-                 limits=None, native=None) -> None:
+                 limits=None, native=None, warm_zygotes: int = 0) -> None:
         self.limits = limits
+        self.zygotes = ZygotePool(warm_zygotes)     # collected zygotes kept for the next run
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.backend = backend
         # small workers trap under `backend`; spawning ones run natively, recorded
@@ -152,7 +154,8 @@ class IsodService(pb_grpc.IsodServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"isod refuses sessions from its own small tests ({intruder})")
         sid = f"s{next(self._ids)}"
-        session = Session(sid, opened, self.backends, self.log, self.default_workers, self.limits)
+        session = Session(sid, opened, self.backends, self.log, self.default_workers, self.limits,
+                          zygotes=self.zygotes)
         with self._lock:
             self.sessions[sid] = session
         context.add_callback(session.abort)      # the client went away: kill its workers

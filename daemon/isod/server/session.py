@@ -21,16 +21,19 @@ from .. import contract, policy
 from ..v1 import isod_pb2 as pb
 from .scheduler import Scheduler
 from .worker_handle import WorkerHandle
-from .worker_start import ZYGOTE_NAME
+from .worker_start import ZYGOTE_NAME, zygote_key
 from .zygote_handle import ZygoteHandle
+from .zygote_pool import ZygotePool
 
 STDERR_TAIL = 4096
 
 
 class Session:
     def __init__(self, sid: str, open_msg: pb.SessionOpen, backends: dict, log, default_workers: int,
-                 limits=None) -> None:
+                 limits=None, zygotes: ZygotePool | None = None) -> None:
         self.limits = limits
+        self.zygotes = zygotes      # warm zygotes of earlier sessions (isod serve)
+        self.warm = False           # this session's zygote collected for an earlier one
         self.sid = sid
         self.open = open_msg
         self.backends = backends     # "trap" (seccomp or ptrace) and "native" (no filter)
@@ -65,22 +68,49 @@ class Session:
         (forked from the zygote once it has collected, where it can be used)."""
         with self.lock:
             if self._zygote_wanted():
-                self.zygote = ZygoteHandle(
-                    self.backends["native"], self.open, worker_count=self.sched.slots,
-                    testrun_uid=self.testrun_uid, limits=self.limits,
-                    on_collected=self._on_zygote_collected,
-                    on_output=lambda data, is_err: self._on_output(None, data, is_err),
-                    on_exit=self._on_zygote_exit)
-                self.zygote.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
-                self.zygote.on_refused = self._on_zygote_refused
-                self.zygote.on_outside = lambda outside: self._on_outside(None, outside)
-            self._start_workers(list(self.open.class_hint) or [contract.SMALL_CLASS])
+                warm = self.zygotes.take(zygote_key(self.open)) if self.zygotes is not None else None
+                if warm is not None:
+                    self.zygote, self.warm = warm, True
+                    self.log(f"session {self.sid}: a warm zygote (pid {warm.pid}) forks the workers")
+                    self._bind_zygote()
+                    # forking takes milliseconds: the workers start once the
+                    # client's tests are known to be what it collected
+                    self._on_zygote_collected(warm.collection)
+                else:
+                    self._new_zygote()
+            if not self.warm:
+                self._start_workers(list(self.open.class_hint) or [contract.SMALL_CLASS])
         self.out.put(pb.DaemonMessage(ready=pb.SessionReady(
             workers=self.nworkers, backend=self.backends["trap"].name, session_id=self.sid)))
 
     def _start_workers(self, hint: list[str] = ()) -> None:
         for cls in self.sched.classes_to_start(list(self.workers.values()), list(hint)):
             self._spawn_worker(cls)
+
+    def _new_zygote(self) -> None:
+        self.zygote = ZygoteHandle(
+            self.backends["native"], self.open, worker_count=self.sched.slots, testrun_uid=self.testrun_uid,
+            limits=self.limits, on_collected=self._on_zygote_collected,
+            on_output=lambda data, is_err: self._on_output(None, data, is_err), on_exit=self._on_zygote_exit)
+        self._bind_zygote()
+
+    def _bind_zygote(self) -> None:
+        z = self.zygote
+        z.on_output = lambda data, is_err: self._on_output(None, data, is_err)
+        z.on_exit = self._on_zygote_exit
+        z.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
+        z.on_refused = self._on_zygote_refused
+        z.on_outside = lambda outside: self._on_outside(None, outside)
+
+    def _collect_again(self) -> None:
+        """The client collected tests the warm zygote did not (a new test
+        file, parameters read from data): a new zygote collects."""
+        old = self.zygote
+        self.log(f"session {self.sid}: the warm zygote lacks tests the client collected; collecting again")
+        old.on_exit = lambda z: None
+        old.kill()
+        self.warm = False
+        self._new_zygote()
 
     def _zygote_wanted(self) -> bool:
         """A zygote needs backends that can take over a forked process (not
@@ -118,7 +148,9 @@ class Session:
             self.client_ids = {i.nodeid for i in self.items}
             self.sched.load([(contract.worker_class(contract.size_from_pb(i.size)), i) for i in self.items])
             for name, col in list(self.early_collections.items()):
-                if name == ZYGOTE_NAME:
+                if name == ZYGOTE_NAME and self.warm and self.client_ids - set(col.nodeids):
+                    self._collect_again()
+                elif name == ZYGOTE_NAME:
                     self._check_collection(name, None, col)
                 elif name in self.workers and self._check_collection(name, self.workers[name].cls, col):
                     self.workers[name].ready = True
@@ -336,8 +368,13 @@ class Session:
         if self.retired:
             return   # finishing on their own; no process of a session outlives it
         if self.zygote is not None and not self.zygote.exited:
-            self.zygote.kill()       # no worker left to fork or reap; its exit ends the session
-            return
+            # no worker left to fork or reap: kept warm for the next run
+            # (isod serve), else killed, and its exit ends the session
+            if not self.error and self.zygotes is not None and self.zygotes.give(self.zygote):
+                self.zygote = None
+            else:
+                self.zygote.kill()
+                return
         self._end()
 
     def _end(self) -> None:

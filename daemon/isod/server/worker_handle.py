@@ -32,7 +32,7 @@ from ..wire import event_to_pb
 from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS, Running, name_quick_execs
 from .worker_protocol import Violation, WorkerProtocol
-from .worker_start import identity_env, process_env, pytest_argv
+from .worker_start import BASETEMP_ENV, identity_env, process_env, pytest_argv, session_basetemp
 from .worker_texts import crash_text, replaced_text, stray_text, timeout_text
 from .zygote_handle import ForkFailed
 
@@ -136,6 +136,7 @@ class WorkerHandle:
         self._pipes = (open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0))  # noqa: SIM115
         traps = hasattr(self._backend, "filter_for")
         env = dict(self.identity)
+        env[BASETEMP_ENV] = session_basetemp(self._open_msg)
         program = self._backend.filter_for(process_env(self._open_msg, env)) if traps else b""
         try:
             return zygote.fork(self.name, self.cls, env, program, [worker_end.fileno(), out_w, err_w, self.phase.fd])

@@ -26,7 +26,7 @@ from ..v1 import isod_pb2 as pb
 from ..wire import event_to_pb
 from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS
-from .worker_start import ZYGOTE_NAME, identity_env, process_env, pytest_argv
+from .worker_start import ZYGOTE_NAME, identity_env, process_env, pytest_argv, zygote_key
 
 FORK_FDS = 4
 
@@ -65,6 +65,8 @@ class ZygoteHandle:
                  on_collected: Callable[[pb.Collected], None], on_output: Callable[[bytes, bool], None],
                  on_exit: Callable[[ZygoteHandle], None], limits: LimitsConfig | None = None) -> None:
         self.on_collected, self.on_output, self.on_exit = on_collected, on_output, on_exit
+        self.key = zygote_key(open_msg)
+        self.collection: pb.Collected | None = None     # what it collected (a warm zygote's next session gets it)
         self.on_log: Callable[[str], None] = lambda msg: None
         self.on_refused: Callable[[str], None] = lambda why: None
         self.on_outside: Callable[[pb.OutsideTests], None] = lambda outside: None
@@ -114,6 +116,19 @@ class ZygoteHandle:
                 del self._pending[name]
                 req.resolve(error=ForkFailed(f"the zygote cannot be reached: {e.strerror or e}"))
         return req
+
+    def unchanged(self) -> bool:
+        """Alive, forking, and every file its collection depends on as it was."""
+        c = self.collection
+        if c is None or not self.usable or len(c.watched) != len(c.watched_mtime_ns):
+            return False
+        for path, mtime in zip(c.watched, c.watched_mtime_ns):
+            try:
+                if os.stat(path).st_mtime_ns != mtime:
+                    return False
+            except OSError:
+                return False
+        return True
 
     def kill(self) -> None:
         """Its end: it runs no test, and every worker it forked has exited (or is being killed)."""
@@ -166,6 +181,7 @@ class ZygoteHandle:
             msg = pb.ZygoteEvent.FromString(raw)
             kind = msg.WhichOneof("kind")
             if kind == "collected":
+                self.collection = msg.collected
                 self.collected = True
                 self._report_collection()
                 self.on_collected(msg.collected)

@@ -402,12 +402,16 @@ class WorkerEvents(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[WorkerEvent, _Mapping]]] = ...) -> None: ...
 
 class Collected(_message.Message):
-    __slots__ = ("nodeids", "errors")
+    __slots__ = ("nodeids", "errors", "watched", "watched_mtime_ns")
     NODEIDS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    WATCHED_FIELD_NUMBER: _ClassVar[int]
+    WATCHED_MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     nodeids: _containers.RepeatedScalarFieldContainer[str]
     errors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, nodeids: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+    watched: _containers.RepeatedScalarFieldContainer[str]
+    watched_mtime_ns: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, nodeids: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[str]] = ..., watched: _Optional[_Iterable[str]] = ..., watched_mtime_ns: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TestStarted(_message.Message):
     __slots__ = ("nodeid", "t_ns")

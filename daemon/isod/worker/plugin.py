@@ -227,6 +227,9 @@ class WorkerPlugin:
         errors = [f"{r.nodeid}: {r.longreprtext}" for r in getattr(self, "_collect_errors", [])]
         collected = pb.Collected(nodeids=[i.nodeid for i in session.items], errors=errors)
         if self.zygote is not None:
+            paths, mtimes = zygote.watched_files(self.config)
+            collected.watched.extend(wire.utf8_safe_list(paths))
+            collected.watched_mtime_ns.extend(mtimes)
             self.zygote.send(collected=collected)
         else:
             self.send(collected=collected)
@@ -428,6 +431,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config):
         xdist_compat.keep_coverage_data(early_config)
         if os.environ.get(zygote.ENV_FD) is not None:
             zygote.READS.start(early_config)     # from here on a read of the worker id is the zygote's
+            zygote.OPENED.start()                # what its collection reads: a warm zygote's validity
     return (yield)
 
 

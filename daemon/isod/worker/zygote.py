@@ -23,6 +23,7 @@ import ctypes
 import os
 import select
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -286,6 +287,66 @@ def _redirect(outputs, out_fd: int, err_fd: int) -> None:
             os.dup2(err_fd, fd, inheritable=fd <= 2)
 
 
+class OpenedFiles:
+    """Files the zygote opened while it started and collected (the audit
+    hook's ``open`` events: imported modules, data files a test module reads
+    at import, ini files). A warm zygote (server/zygote_pool.py) is reused
+    only while none of them changed; new tests show up in the client's
+    collection, which the daemon compares with the zygote's."""
+
+    MAX = 20000
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+        self.recording = False
+
+    def start(self) -> None:
+        self.recording = True
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if self.recording and event == "open" and len(self.paths) < self.MAX:
+            path, mode, flags = args[0], args[1], args[2]
+            # what it reads, not what it writes (a log, a file of results)
+            if mode is not None and any(c in str(mode) for c in "wax+"):
+                return
+            if mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR):
+                return
+            if isinstance(path, str):
+                self.paths.add(path)
+            elif isinstance(path, bytes):
+                self.paths.add(os.fsdecode(path))
+
+
+OPENED = OpenedFiles()
+
+
+def watched_files(config: pytest.Config) -> tuple[list[str], list[int]]:
+    """(paths, mtimes) of what the collection depends on: the modules loaded
+    (pytest and its plugins, the project's code) and every file opened while
+    collecting."""
+    OPENED.recording = False
+    paths = set(OPENED.paths)
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            paths.add(path)
+    if config.inipath:
+        paths.add(str(config.inipath))
+    out, mtimes = [], []
+    for path in sorted(paths):
+        if path.endswith(".pyc") or not os.path.isabs(path):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out.append(path)
+            mtimes.append(st.st_mtime_ns)
+    return out, mtimes
+
+
 def _restart_capture(config: pytest.Config) -> None:
     """pytest's fd capture writes to a temporary file opened before the fork:
     shared with the zygote and every other worker (one file offset), two
@@ -302,7 +363,8 @@ def _per_worker_places(config: pytest.Config, name: str) -> None:
     """What the zygote made for itself that a worker must have of its own
     (the zygote used ``<basetemp>/zygote`` and no log file)."""
     factory = getattr(config, "_tmp_path_factory", None)
-    base = config.stash.get(BASETEMP_KEY, None)
+    # this session's (a warm zygote collected for an earlier one), else the one it was started with
+    base = os.environ.get(BASETEMP_ENV) or config.stash.get(BASETEMP_KEY, None)
     if factory is not None:
         if base:
             factory._given_basetemp = Path(os.path.abspath(os.path.join(base, name)))
@@ -323,4 +385,5 @@ def _per_worker_places(config: pytest.Config, name: str) -> None:
 
 
 BASETEMP_KEY = pytest.StashKey[str]()    # the client's --basetemp
+BASETEMP_ENV = "ISOD_BASETEMP"
 LOG_FILE_KEY = pytest.StashKey[str]()    # the client's log file
