@@ -63,6 +63,8 @@ def unix(d: str, name: str = "isod.sock") -> str:
     (["--workers", "0"], "isod serve: --workers: 0 is not between 1 and 256"),
     (["--workers", "257"], "isod serve: --workers: 257 is not between 1 and 256"),
     (["--workers", "two"], "isod serve: argument --workers: 'two' is not a whole number"),
+    (["--warm-zygotes", "-1"], "isod serve: --warm-zygotes: -1 is not between 0 and 64"),
+    (["--warm-zygotes", "many"], "isod serve: argument --warm-zygotes: 'many' is not a whole number"),
     (["--grace", "-1"], "isod serve: --grace: -1 is not a number of seconds >= 0"),
     (["--grace", "nan"], "isod serve: --grace: nan is not a number of seconds >= 0"),
     (["--grace", "inf"], "isod serve: --grace: inf is not a number of seconds >= 0"),
