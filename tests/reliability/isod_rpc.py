@@ -70,6 +70,22 @@ class Serve:
         except psutil.NoSuchProcess:
             return []
 
+    def warm_zygotes(self) -> list[psutil.Process]:
+        """Collected zygotes the daemon keeps for the next run (--warm-zygotes)."""
+        out = []
+        for p in self.descendants():
+            try:
+                if p.ppid() == self.pid and "ISOD_ZYGOTE_FD" in p.environ() and not p.children():
+                    out.append(p)
+            except psutil.Error:
+                pass
+        return out
+
+    def session_processes(self) -> list[psutil.Process]:
+        """What is left of sessions: everything under the daemon but its warm zygotes."""
+        warm = {p.pid for p in self.warm_zygotes()}
+        return [p for p in self.descendants() if p.pid not in warm]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
