@@ -18,8 +18,8 @@ TESTS = '''
 import os, subprocess, warnings, pytest
 
 PLANTED = """
-import os
-if "ISOD_WORKER_FD" not in os.environ:      # imported by the client: it ran a test's code unsandboxed
+import os, sys
+if "isod.worker.plugin" not in sys.modules:      # imported by the client: it ran a test's code unsandboxed
     open(os.path.join("ran", "planted-imported-in-client"), "w").close()
 class W(UserWarning):
     pass

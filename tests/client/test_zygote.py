@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from harness.daemon import run_pytest
+from harness.daemon import Daemon, run_pytest
 
 pytestmark = pytest.mark.large
 
@@ -149,10 +149,18 @@ def _collections(tmp_path) -> int:
     return len((tmp_path / "collections.txt").read_text().split())
 
 
-def test_isod_serve_keeps_a_warm_zygote_while_the_suite_is_unchanged(tmp_path, daemon):
+@pytest.fixture
+def warm_daemon():
+    d = Daemon(warm_zygotes=4)
+    yield d
+    d.stop()
+
+
+def test_isod_serve_keeps_a_warm_zygote_while_the_suite_is_unchanged(tmp_path, warm_daemon):
     """The second run of a suite against `isod serve` forks from the zygote
     the first run left: no collection but the client's. A changed or added
     file makes it collect again, and the new test runs."""
+    daemon = warm_daemon
     files = {"conftest.py": COUNTING_CONFTEST, "test_who.py": WHO}
     first = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)
     assert first.rc == 0 and "6 passed" in first.out, first.out

@@ -105,6 +105,7 @@ def test_serve_refuses_bad_addresses(d, listen, message):
     assert line.startswith("isod serve: ") and message in line, line
 
 
+@pytest.mark.large     # a name lookup asks the DNS server
 def test_serve_refuses_a_tcp_host_it_cannot_resolve_or_a_port_in_use(d):
     tok = token(d)
     line = refused("serve", "--listen", "no-such-host.invalid:0", "--token-file", tok)

@@ -19,14 +19,18 @@ ROOT = Path(__file__).resolve().parents[2]
 class Daemon:
     """A real `isod serve` on a private Unix socket."""
 
-    def __init__(self, backend: str = "seccomp", workers: int = 2, extra: tuple = (), env: dict | None = None) -> None:
+    def __init__(self, backend: str = "seccomp", workers: int = 2, extra: tuple = (), env: dict | None = None,
+                 warm_zygotes: int = 0) -> None:
+        """``warm_zygotes``: 0 by default: each test runs in a directory of
+        its own, so no zygote would be reused (they would only show as
+        processes left running)."""
         self.dir = tempfile.mkdtemp(prefix="isod-test-")
         os.chmod(self.dir, 0o700)
         self.target = f"unix://{self.dir}/isod.sock"
         self.log = open(os.path.join(self.dir, "log"), "w+b")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "isod", "serve", "--listen", self.target, "--workers", str(workers),
-             "--backend", backend, *extra], stdout=self.log, stderr=self.log,
+             "--backend", backend, "--warm-zygotes", str(warm_zygotes), *extra], stdout=self.log, stderr=self.log,
             env=None if env is None else {**os.environ, **env})
         deadline = time.monotonic() + 20
         while not os.path.exists(f"{self.dir}/isod.sock"):

@@ -323,6 +323,7 @@ print(" ".join(out), pending(far) + pending(far6) + pending(ufar), after["TcpAct
 """
 
 
+@pytest.mark.large     # connects beyond loopback (in a network namespace of its own)
 def test_medium_loopback_only(native, netns_ok):
     r = run_net(native, MEDIUM_ROUTES, MEDIUM, netns=True)
     assert r.rc == 0, r.err
@@ -338,6 +339,7 @@ def test_medium_loopback_only(native, netns_ok):
     assert all(e.pid and e.port for e in evs)
 
 
+@pytest.mark.large     # connects beyond loopback (in a network namespace of its own)
 def test_large_connects_anywhere(native, netns_ok):
     r = run_net(native, MEDIUM_ROUTES, LARGE, netns=True)
     assert r.rc == 0, r.err
@@ -347,6 +349,7 @@ def test_large_connects_anywhere(native, netns_ok):
     assert net_events(r) == []
 
 
+@pytest.mark.large     # connects beyond loopback (in a network namespace of its own)
 def test_medium_under_warn_records_and_denies_nothing(native, netns_ok):
     r = run_net(native, MEDIUM_ROUTES, MEDIUM, netns=True, env={"ISOD_ENFORCEMENT": "warn"})
     assert r.rc == 0, r.err
@@ -356,6 +359,7 @@ def test_medium_under_warn_records_and_denies_nothing(native, netns_ok):
     assert {e.host for e in evs} == {REMOTE, f"::ffff:{REMOTE}"}
 
 
+@pytest.mark.large     # connects beyond loopback (in a network namespace of its own)
 def test_network_off_leaves_sockets_alone(backend, native, netns_ok):
     off = {"ISOD_NETWORK": "off"}
     r = run_net(native, MEDIUM_ROUTES, MEDIUM, netns=True, env=off)

@@ -27,7 +27,7 @@ from collections import deque
 
 import pytest
 
-from isod import channel, contract, wire
+from isod import channel, contract, phase_word, wire
 from isod.v1 import isod_pb2 as pb
 
 from . import phases, xdist_compat, zygote
@@ -490,6 +490,10 @@ def _start_worker(config: pytest.Config, chan: channel.Channel) -> None:
     # a test that execs (or spawns, when its size allows) must not inherit it
     os.set_inheritable(chan.fileno(), False)
     word = phases.register(config)
+    # read: a test's own `pytest -p isod_client` (isod's tests, a plugin's
+    # tests) must not take itself for a worker of ours
+    for var in (ENV_FD, zygote.ENV_FD, phase_word.ENV_FD, "ISOD_WORKER_CLASS"):
+        os.environ.pop(var, None)
     worker = config.pluginmanager.get_plugin("isod-worker")
     if word is not None and worker is not None:
         worker.intents.own_exec = (os.getpid(), word.write_exec)
