@@ -167,7 +167,7 @@ def test_infinite_loop_in_a_small_test_is_killed_at_its_limit(tmp_path, serve):
     assert "[TC006] Timeout: test_spin.py::test_spins_with_signals_blocked (small)" in r.out
     assert "past its limit of 1 s; isod killed its worker" in r.out
     elapsed = float(t["interruption"].split(" ran ")[1].split(" s,")[0])
-    assert 1.0 <= elapsed < 2.0, t["interruption"]
+    assert 1.0 <= elapsed < 5.0, t["interruption"]     # at its 1 s limit, not at the 60 s one of fixtures
     assert r.test("test_after_1")["outcome"] == r.test("test_after_2")["outcome"] == "passed"
     assert took < 20
 
@@ -205,7 +205,7 @@ def test_processes_a_test_leaves_running_do_not_outlive_the_session(tmp_path, se
         assert out.end is not None and out.end.tests == 2, out
         left = wait_until(lambda: not sleepers(), 2) or sleepers()
         assert left is True, f"left running after the session: {[p.cmdline() for p in left]}"
-        assert took < 3, f"the session took {took:.1f} s to end"
+        assert took < 30, f"the session took {took:.1f} s to end"     # it did not wait for the 61 s sleepers
     finally:
         for p in sleepers():
             p.kill()
