@@ -38,6 +38,7 @@ class TreePrinter:
         self.have_forks = have_forks   # the connector reports forks with child pids
         self.lock = threading.Lock()
         self.born: dict[int, int] = {}
+        self.commands: dict[int, str] = {}     # pid -> what it last exec'd (it may be gone when a line is made)
         self.denied: list[Event] = []
         self.execs = 0
         self.procs = 1
@@ -106,6 +107,9 @@ class TreePrinter:
         if ev.syscall in ("execve", "execveat") and ev.decision == "allow":
             self.execs += 1
             self.born.setdefault(ev.pid, ev.t_ns)
+            if ev.argv:
+                cmd = shlex.join(ev.argv)
+                self.commands[ev.pid] = cmd if len(cmd) <= 200 else cmd[:200] + "..."
         if self.as_json:
             # what {"type": "trap", **ev.to_dict()} gives, without asdict's deep copy (~15 us)
             obj = {"type": "trap"}
@@ -145,7 +149,7 @@ class TreePrinter:
             what = ev.syscall if ev.syscall != "clone" else f"clone(flags={ev.clone_flags:#x})"
             if ev.decision != "allow":
                 # a fork has no command line of its own: say which program tried
-                mark += f"   in: {_cmdline(ev.pid)}"
+                mark += f"   in: {self.commands.get(ev.pid) or _cmdline(ev.pid)}"
             return f"{head} {what}{' = ?' if ev.decision == 'allow' else ''}{mark}"
         return f"{head} {ev.syscall}{mark}"
 

@@ -92,7 +92,7 @@ def test_worker_id_fixture(worker_id, testrun_uid, request):
     pm = request.config.pluginmanager
     xdist_loaded = pm.has_plugin("xdist")
     assert pm.has_plugin("isod-xdist-fixtures") is not xdist_loaded    # isod's only where xdist's are not
-    print("XDIST_LOADED", xdist_loaded)
+    print(f"XDIST_LOADED {xdist_loaded}")     # one write: -s output is relayed as it comes
     try:
         import xdist
     except ImportError:
