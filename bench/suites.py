@@ -98,6 +98,18 @@ def make_suites(base: Path, quick: bool, spin_n: int) -> dict[str, Suite]:
     suites["c"] = Suite("c", f"(c) {files * per} medium tests running a subprocess", files, per,
                         {"passed": files * per}, root)
 
+    # a packaging-sized suite: most of its 64k tests are parametrized cases
+    files, per = (4, 500) if quick else (20, 1000)
+    root = base / "d"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pytest.ini").write_text(INI)
+    for f in range(files):
+        (root / f"test_p{f:03d}.py").write_text(
+            f"import pytest\n\n@pytest.mark.small\n@pytest.mark.parametrize('v', range({per}))\n"
+            "def test_case(v):\n    assert v >= 0\n")
+    suites["d"] = Suite("d", f"(d) {files * per} parametrized small tests (a packaging-sized collection)",
+                        files, per, {"passed": files * per}, root)
+
     root = base / "one"
     _write(root, 1, 1, "import pytest\n", "@pytest.mark.small\ndef test_{t:03d}():\n    assert 1\n")
     suites["one"] = Suite("one", "1 trivial small test (fixed cost)", 1, 1, {"passed": 1}, root)

@@ -52,6 +52,9 @@ def test_slots_are_shared_by_the_number_of_tests_of_each_class():
 def test_a_session_of_small_tests_starts_no_spawning_worker():
     sched = Scheduler(2)
     sched.load([(S, i) for i in range(5)])
+    assert sched.classes_to_start([], [S]) == [S]         # a second worker for 5 tests costs more than it saves
+    sched = Scheduler(2)
+    sched.load([(S, i) for i in range(50)])
     assert sched.classes_to_start([], [S]) == [S, S]
 
 

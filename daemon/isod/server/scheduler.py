@@ -128,9 +128,8 @@ class Scheduler:
         counts = {c: self.pending(c) for c in CLASSES}
         if self.ordered:
             return [c for c in CLASSES if counts[c] and not have.get(c)][:free]
-        if not workers:
-            return _share(free, counts, have, self.slots)
-        # later: a class with tests and no worker first, then big queues
+        # a class with tests and no worker first, then big queues (a worker
+        # for a handful of tests costs more than it saves)
         out = [c for c in CLASSES if counts[c] and not have.get(c)][:free]
         for c in CLASSES:
             have[c] = have.get(c, 0) + out.count(c)
