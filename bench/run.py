@@ -511,18 +511,12 @@ def goal_rows(results: dict, trace: dict | None) -> list[tuple[str, str, bool | 
         if p and i and p.cpu is not None and i.cpu is not None:
             out.append(("trivial tests (suite a): CPU of the whole tree ≤ 2.5 CPU-s (median)",
                         f"{i.cpu:.2f} CPU-s (plain {p.cpu:.2f})", i.cpu <= 2.5))
-    c = results.get("c")
-    if c:
-        p, i = _vs_plain(c, "isod")
-        r = ratio(i.median if i else None, p.median if p else None)
-        out.append(("medium tests running a subprocess ≤ 1.5× plain (suite c, median)", fmt(r, ".2f", "×"),
-                    None if r is None else r <= 1.5))
-    d = results.get("d")
-    if d:
-        p, i = _vs_plain(d, "isod")
-        r = ratio(i.median if i else None, p.median if p else None)
-        out.append(("packaging-sized suite ≤ 1.0× plain (suite d, median)", fmt(r, ".2f", "×"),
-                    None if r is None else r <= 1.0))
+    for skey, what, limit in (("c", "medium tests running a subprocess", 1.5), ("d", "packaging-sized suite", 1.0)):
+        if results.get(skey):
+            p, i = _vs_plain(results[skey], "isod")
+            r = ratio(i.median if i else None, p.median if p else None)
+            out.append((f"{what} ≤ {limit:g}× plain (suite {skey}, median)", fmt(r, ".2f", "×"),
+                        None if r is None else r <= limit))
     if a:
         p, i = _row(a, "plain"), _row(a, "isod")
         rm = ratio(i.median if i else None, p.median if p else None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 CHUNK = 60 * 1024
 _MORE, _LAST = b"\x01", b"\x00"
@@ -32,6 +33,19 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._partial: list[bytes] = []
+        self.closed = False      # waiting() met the other end's close
+
+    def waiting(self) -> Iterator[bytes]:
+        """Every whole message already here, without blocking."""
+        while True:
+            try:
+                raw = self.recv(block=False)
+            except (EOFError, OSError):
+                self.closed = True
+                return
+            if raw is None:
+                return
+            yield raw
 
     def send(self, payload: bytes) -> None:
         if len(payload) <= CHUNK:

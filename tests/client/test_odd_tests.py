@@ -5,7 +5,7 @@ argv, a deleted cwd, garbage on the channel, huge output, a spawn loop."""
 from __future__ import annotations
 
 import pytest
-from harness.daemon import run_pytest
+from harness.daemon import FIND_CHANNEL, run_pytest
 
 pytestmark = pytest.mark.large
 
@@ -44,23 +44,6 @@ def test_small_ctypes_lookup_from_a_deleted_cwd(deleted_cwd):
 @pytest.mark.small
 def test_small_zz_last():
     pass
-'''
-
-# a test finds its worker's channel as any code could: the process's
-# SOCK_SEQPACKET socket (the worker takes its fd out of the environment)
-FIND_CHANNEL = '''
-import os, socket
-
-def worker_channel():
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            s = socket.socket(fileno=os.dup(int(name)))
-        except OSError:
-            continue
-        if s.family == socket.AF_UNIX and s.type == socket.SOCK_SEQPACKET:
-            return s
-        s.close()
-    raise AssertionError("no channel")
 '''
 
 GARBAGE = FIND_CHANNEL + '''

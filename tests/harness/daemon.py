@@ -16,6 +16,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Test code that finds its worker's channel as any code could: the process's
+# SOCK_SEQPACKET socket (the worker takes its fd out of the environment).
+FIND_CHANNEL = '''
+import os, socket
+
+def worker_channel():
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            s = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        if s.family == socket.AF_UNIX and s.type == socket.SOCK_SEQPACKET:
+            return s
+        s.close()
+    raise AssertionError("no channel")
+'''
+
+
 class Daemon:
     """A real `isod serve` on a private Unix socket."""
 

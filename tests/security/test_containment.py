@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from harness.daemon import run_pytest
+from harness.daemon import FIND_CHANNEL, run_pytest
 
 pytestmark = pytest.mark.large
 
@@ -189,22 +189,10 @@ def test_a_small_test_cannot_have_the_daemon_spawn_for_it(tmp_path, serve):
 # teardown before the worker says "finished", so a bare forged "finished" is
 # refused at once; a forger that also forges the reports is caught only when
 # the real worker's messages arrive.
-FORGE = '''
+FORGE = FIND_CHANNEL + '''
 import json, os, socket, subprocess, time, pytest
 from isod import channel
 from isod.v1 import isod_pb2 as pb
-
-def worker_channel():
-    # as any code could find it: the process's SOCK_SEQPACKET socket
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            s = socket.socket(fileno=os.dup(int(name)))
-        except OSError:
-            continue
-        if s.family == socket.AF_UNIX and s.type == socket.SOCK_SEQPACKET:
-            return s
-        s.close()
-    raise AssertionError("no channel")
 
 def forge(**kind):
     chan = channel.Channel(worker_channel())

@@ -108,6 +108,15 @@ class Box:
     def wait(self, timeout: float | None = None) -> int:
         return self.popen.wait(timeout)
 
+    def wait_after_close(self, kill: Callable[[], None], grace: float = 10.0) -> int:
+        """Its status once its channel closed: a process that lives on past
+        ``grace`` (it exec'd over itself) is killed with ``kill``."""
+        try:
+            return self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            kill()
+            return self.popen.wait()
+
     def kill(self) -> None:
         try:
             self.popen.kill()

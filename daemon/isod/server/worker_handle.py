@@ -304,20 +304,14 @@ class WorkerHandle:
     def _drain(self) -> bool:
         """Handle what is waiting on the channel; False once it is closed."""
         with self._lock:
-            while True:
-                try:
-                    raw = self.chan.recv(block=False)
-                except (EOFError, OSError):
-                    return False
-                if raw is None:
-                    return True
+            for raw in self.chan.waiting():
                 if self.abort_reason is not None:
                     continue      # killed: what it still wrote changes nothing (the test in it failed)
                 try:
                     msg = pb.WorkerEvent.FromString(raw)
                 except DecodeError:
                     self._protocol_violation(f"{len(raw)} bytes that are not a WorkerEvent")
-                    return True
+                    break
                 try:
                     self._handle(msg)
                 except Violation as v:
@@ -327,6 +321,7 @@ class WorkerHandle:
                                 + "".join(traceback.format_exception(e)).rstrip())
                     self._abort(f"isod could not handle worker {self.name}'s "
                                 f"{msg.WhichOneof('kind')} message ({e!r}); isod killed the worker")
+            return not self.chan.closed
 
     # --- messages (called with the lock held) -------------------------------
     def _handle(self, msg: pb.WorkerEvent) -> None:
@@ -504,13 +499,7 @@ class WorkerHandle:
         self.kill()
 
     def _finish_after_exit(self) -> None:
-        try:
-            status = self.box.popen.wait(10)
-        except subprocess.TimeoutExpired:
-            # the channel closed but the process lives: it exec'd over the worker
-            self.kill()
-            status = self.box.popen.wait()
-        self.exit_status = status
+        status = self.exit_status = self.box.wait_after_close(self.kill)
         self.oom_killed = self.limits.oom_kills() > 0   # before close() removes the cgroup
         left = self.limits.sweep()      # no process of the session outlives its worker
         self.limits.close()

@@ -20,6 +20,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from google.protobuf.message import DecodeError
+
 from .. import channel
 from ..sandbox.adopted import AdoptedProcess
 from ..v1 import isod_pb2 as pb
@@ -171,14 +173,14 @@ class ZygoteHandle:
         self._after_exit()
 
     def _drain(self) -> bool:
-        while True:
+        """Handle what the zygote said; False once its channel is closed."""
+        for raw in self.ctl.waiting():
             try:
-                raw = self.ctl.recv(block=False)
-            except (EOFError, OSError):
-                return False
-            if raw is None:
-                return True
-            msg = pb.ZygoteEvent.FromString(raw)
+                msg = pb.ZygoteEvent.FromString(raw)
+            except DecodeError:       # only the zygote writes here: it is broken
+                self.on_log(f"zygote: {len(raw)} bytes that are not a ZygoteEvent; killing it")
+                self.kill()
+                break
             kind = msg.WhichOneof("kind")
             if kind == "collected":
                 self.collection = msg.collected
@@ -209,6 +211,7 @@ class ZygoteHandle:
                 self.on_refused(msg.refused.reason)
                 if req is not None:
                     req.resolve(error=ForkFailed(msg.refused.reason, refused=True))
+        return not self.ctl.closed
 
     def _report_collection(self) -> None:
         """What its start and collection ran, as a worker's collection is
@@ -222,12 +225,7 @@ class ZygoteHandle:
             self.on_outside(pb.OutsideTests(worker=ZYGOTE_NAME, events=events))
 
     def _after_exit(self) -> None:
-        try:
-            status = self.box.popen.wait(10)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            status = self.box.popen.wait()
-        self.exit_status = status
+        status = self.exit_status = self.box.wait_after_close(self.kill)
         with self._lock:
             self.exited = True
             pending = list(self._pending.values())

@@ -333,9 +333,13 @@ def watched_files(config: pytest.Config) -> tuple[list[str], list[int]]:
             paths.add(path)
     if config.inipath:
         paths.add(str(config.inipath))
+    # pytest's cache is the client's to write after every run (lastfailed,
+    # nodeids): what a worker reads of it (its --lf/--ff are off) is not collection
+    cache = getattr(config, "cache", None)
+    cache_dir = str(getattr(cache, "_cachedir", "")) + os.sep if cache is not None else None
     out, mtimes = [], []
     for path in sorted(paths):
-        if path.endswith(".pyc") or not os.path.isabs(path):
+        if path.endswith(".pyc") or not os.path.isabs(path) or (cache_dir and path.startswith(cache_dir)):
             continue
         try:
             st = os.stat(path)
