@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import threading
 import time
 import traceback
@@ -31,13 +30,13 @@ from ..v1 import isod_pb2 as pb
 from ..wire import event_to_pb
 from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS, Running, name_quick_execs
+from .worker_launch import ForkedWorker, can_fork, spawn_fresh
 from .worker_protocol import Violation, WorkerProtocol
-from .worker_start import BASETEMP_ENV, identity_env, process_env, pytest_argv, session_basetemp
+from .worker_start import identity_env
 from .worker_texts import crash_text, replaced_text, stray_text, timeout_text
 from .zygote_handle import ForkFailed
 
 SETUP_RECHECK_S = 0.05       # how often the phase word is read while a test is in setup
-FORK_READY_TIMEOUT = 30.0    # seconds from the zygote's fork to the worker's first message
 READ_BATCH_DELAY = 0.0005
 # seconds a test's setup or teardown may take at least (a session fixture that
 # starts a database); the size's limit times the call only
@@ -91,103 +90,49 @@ class WorkerHandle:
         self.pid = 0
         self.forked = False                 # forked from the zygote, collected by it
         self._kill_asked = False
-        fork = None
         self._zygote = zygote
-        if zygote is not None and zygote.usable and hasattr(backend, "adopt"):
-            fork = self._request_fork(zygote)
-        if fork is None:
-            self._spawn_fresh()
+        fork = None
+        if can_fork(zygote, backend):
+            fork = ForkedWorker(zygote, backend, open_msg, name, cls, self.identity, self.phase)
+            self.chan = fork.chan
+        else:
+            self._took(*spawn_fresh(backend, open_msg, self.identity, self.phase))
         self._thread = threading.Thread(target=self._read_loop, args=(fork,), name=f"isod-{name}", daemon=True)
         self._thread.start()
 
-    def _spawn_fresh(self) -> None:
-        """A worker of its own: a new interpreter that collects by itself."""
-        open_msg = self._open_msg
-        daemon_end, worker_end = channel.pair()
-        self.chan = channel.Channel(daemon_end)
-        env = process_env(open_msg, self.identity)
-        env["ISOD_WORKER_FD"] = str(worker_end.fileno())
-        env[phase_word.ENV_FD] = str(self.phase.fd)
-        try:
-            box = self._backend.spawn(
-                pytest_argv(open_msg), cwd=open_msg.cwd or None, env=env,
-                pass_fds=(worker_end.fileno(), self.phase.fd),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        finally:
-            worker_end.close()
-        self._took(box)
-
-    def _took(self, box: Box) -> None:
+    def _took(self, box: Box, chan: channel.Channel | None = None) -> None:
         self.box = box
         self.pid = box.pid
+        if chan is not None:
+            self.chan = chan
         # per-size pids/memory limits on the tree, and the sweep of strays
         self.limits = TreeLimits(self.pid, self._limits_config)
         if self._kill_asked:
             self.kill()
 
-    def _request_fork(self, zygote):
-        """Ask the zygote for this worker (answered on the read thread)."""
-        daemon_end, worker_end = channel.pair()
-        self.chan = channel.Channel(daemon_end)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        self._pipes = (open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0))  # noqa: SIM115
-        traps = hasattr(self._backend, "filter_for")
-        env = dict(self.identity)
-        env[BASETEMP_ENV] = session_basetemp(self._open_msg)
-        program = self._backend.filter_for(process_env(self._open_msg, env)) if traps else b""
-        try:
-            return zygote.fork(self.name, self.cls, env, program, [worker_end.fileno(), out_w, err_w, self.phase.fd])
-        finally:
-            worker_end.close()
-            os.close(out_w)
-            os.close(err_w)
-
-    def _adopt(self, fork) -> bool:
+    def _adopt(self, fork: ForkedWorker) -> bool:
         """The forked worker's process, supervised by its class's backend;
         False (the worker failed to start) when the zygote could not give it."""
         try:
             proc = fork.wait()
         except ForkFailed as e:
+            fork.abandon()
             if not e.refused and not self._zygote.collected:
                 # it died collecting: a fresh worker would too (the session says why)
                 self.on_log(f"worker {self.name}: {e}")
-                self._pipes[0].close()
-                self._pipes[1].close()
                 self.exit_status = -1
                 return False
             # forking is unsafe in this session's zygote, or it is gone: this worker starts fresh
-            self._pipes[0].close()
-            self._pipes[1].close()
-            self.chan.close()
-            self._spawn_fresh()
+            self._took(*spawn_fresh(self._backend, self._open_msg, self.identity, self.phase))
             return True
-        proc.stdout, proc.stderr = self._pipes
-        env = process_env(self._open_msg, self.identity)
-        try:
-            ready = select.select([self.chan.fileno()], [], [], FORK_READY_TIMEOUT)[0]
-            raw, fds = self.chan.recv_fds(1) if ready else (b"", [])
-            first = pb.WorkerEvent.FromString(raw) if raw else None
-        except (EOFError, OSError, DecodeError):
-            first, fds = None, []
-        if first is None or first.WhichOneof("kind") != "forked" or first.forked.pid != proc.pid:
-            for fd in fds:
-                os.close(fd)
-            proc.kill()
+        small = self.enforcing and self.cls == contract.SMALL_CLASS
+        box = fork.adopt(proc, policy.RULES[contract.Size.SMALL] if small else policy.IDLE)
+        if box is None:
             self.on_log(f"worker {self.name}: forked pid {proc.pid} did not report")
-            self.box = Box(proc)
-            self.box.released.set()
-            self.pid = proc.pid
-            self.limits = TreeLimits(self.pid, self._limits_config)
+            box = Box(proc)
+            box.released.set()
+            self._took(box)
             return True        # the read loop sees it exit before collecting
-        if fds:
-            rule = policy.RULES[contract.Size.SMALL] if self.enforcing and self.cls == contract.SMALL_CLASS \
-                else policy.IDLE
-            box = self._backend.adopt(proc, fds[0], rule=rule, env=env)
-        else:
-            box = self._backend.adopt(proc, env=env)
         self.forked = True
         self._took(box)
         if box.net is not None:
