@@ -55,17 +55,27 @@ class EmbeddedDaemon:
         os.chmod(self.dir, 0o700)
         self.target = "unix://" + os.path.join(self.dir, "isod.sock")
         self.log_path = os.path.join(self.dir, "daemon.log")
-        argv = [sys.executable, "-m", "isod", "serve", "--listen", self.target, "--exit-with-parent", str(os.getpid())]
-        if backend:
-            argv += ["--backend", backend]
-        if workers:
-            argv += ["--workers", str(workers)]
+        self.backend, self.workers = backend, workers
+        self.proc: subprocess.Popen | None = None
+        self.resumed = 0            # times something stopped the daemon and the watchdog continued it
+        self._stopping = threading.Event()
+
+    def start(self, session: pb.SessionOpen) -> None:
+        """Start it with the session it will serve: it starts that session's
+        zygote (imports pytest, collects) while it starts its own server."""
+        prestart = os.path.join(self.dir, "session.pb")
+        with open(prestart, "wb") as f:
+            f.write(session.SerializeToString())
+        argv = [sys.executable, "-m", "isod", "serve", "--listen", self.target, "--exit-with-parent", str(os.getpid()),
+                "--prestart", prestart]
+        if self.backend:
+            argv += ["--backend", self.backend]
+        if self.workers:
+            argv += ["--workers", str(self.workers)]
         env = dict(os.environ)
         env.pop("ISOD_TARGET", None)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
-        self.resumed = 0            # times something stopped the daemon and the watchdog continued it
-        self._stopping = threading.Event()
         threading.Thread(target=self._watch, name="isod-embedded-watch", daemon=True).start()
 
     def _watch(self) -> None:
@@ -96,6 +106,9 @@ class EmbeddedDaemon:
         """SIGTERM (its workers get the grace period), or SIGKILL when the
         session already ended and no worker is left to look after."""
         self._stopping.set()
+        if self.proc is None:           # never started (the session did not open)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
             try:
@@ -141,6 +154,11 @@ class Link:
         self._ready = threading.Event()
 
     def open_async(self, open_msg: pb.SessionOpen) -> None:
+        if self.daemon is not None:
+            session = pb.SessionOpen()
+            session.CopyFrom(open_msg)
+            session.env.pop(TOKEN_ENV, None)
+            self.daemon.start(session)
         threading.Thread(target=self._open, args=(open_msg,), name="isod-link", daemon=True).start()
 
     def _open(self, open_msg: pb.SessionOpen) -> None:

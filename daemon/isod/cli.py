@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(defaults: pids 512 for medium and up, memory 2G small, 4G medium, 8G large/xlarge)")
     s.add_argument("--warm-zygotes", type=_number(int, "a whole number"), default=4, metavar="N",
                    help="collected zygotes kept for the next runs of the same suite, 0-64 (default 4; 0: none)")
+    s.add_argument("--prestart", metavar="FILE", type=_nonempty, help=argparse.SUPPRESS)
     s.add_argument("--exit-with-parent", type=_number(int, "a process id"), metavar="PID", help=argparse.SUPPRESS)
     s.set_defaults(parser=s)
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         from .server.app import UsageError, serve
         try:
             return serve(args.listen, args.workers, args.backend, args.token_file, args.exit_with_parent, args.grace,
-                         args.tls_cert, args.tls_key, args.limits, args.warm_zygotes)
+                         args.tls_cert, args.tls_key, args.limits, args.warm_zygotes, args.prestart)
         except UsageError as e:
             sub.error(str(e))
     if args.command == "status":

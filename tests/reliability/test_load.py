@@ -9,7 +9,7 @@ import time
 
 import psutil
 import pytest
-from reliability.isod_rpc import Serve, healthy, run_session, wait_until, write_tests
+from reliability.isod_rpc import FINISH, Serve, Stream, healthy, items, open_msg, run_session, wait_until, write_tests
 
 pytestmark = pytest.mark.large
 
@@ -88,5 +88,26 @@ def test_soak_twenty_sessions_without_growth(tmp_path):
         assert last["rss_kib"] <= warm["rss_kib"] + 12 * 1024, samples
         assert max(s["fds"] for s in samples[4:]) <= warm["fds"] + 3, samples
         assert healthy(d.target)
+    finally:
+        d.stop()
+
+
+def test_a_zygote_started_ahead_of_its_session_serves_it(tmp_path):
+    """An embedded daemon is told at start which session it will serve
+    (--prestart): that session's zygote collects while the server starts,
+    the session forks from it, and a session of another suite does not."""
+    ids = write_tests(tmp_path / "a", "test_pre.py", 5)
+    opened = open_msg(tmp_path / "a")
+    (tmp_path / "session.pb").write_bytes(opened.open.SerializeToString())
+    d = Serve("--prestart", str(tmp_path / "session.pb"), "--warm-zygotes", "0", workers=1)
+    try:
+        s = Stream(d.target).send(opened, items(ids), FINISH).collect(60)
+        assert s.end is not None and s.end.tests == 5 and not s.end.error, s
+        assert "a prestarted zygote" in d.log_text(), d.log_text()
+        other = write_tests(tmp_path / "b", "test_other.py", 2)
+        out = run_session(d.target, tmp_path / "b", other)
+        assert out.end is not None and out.end.tests == 2 and not out.end.error, out
+        assert d.log_text().count("a prestarted zygote") == 1, d.log_text()
+        assert wait_until(lambda: no_session_processes(d), 10), [p.pid for p in d.session_processes()]
     finally:
         d.stop()

@@ -159,7 +159,7 @@ WARM_ZYGOTES = 4     # collected zygotes `isod serve` keeps for the next runs (z
 def serve(listen: str | None, workers: int | None, backend_name: str, token_file: str | None,
           exit_with_parent: int | None = None, grace: float = 10.0,
           tls_cert: str | None = None, tls_key: str | None = None, limits: str = "",
-          warm_zygotes: int = WARM_ZYGOTES) -> int:
+          warm_zygotes: int = WARM_ZYGOTES, prestart: str | None = None) -> int:
     """Serve until SIGTERM/SIGINT; UsageError (nothing started) for an option that cannot work."""
     if exit_with_parent is not None and exit_with_parent <= 0:
         raise UsageError(f"--exit-with-parent: {exit_with_parent} is not a process id")
@@ -177,7 +177,7 @@ def serve(listen: str | None, workers: int | None, backend_name: str, token_file
             raise UsageError(f"--warm-zygotes: {warm_zygotes} is not between 0 and 64")
         # an embedded daemon serves one run: nothing to keep warm for
         return _serve(listen, workers, backend_name, token_file, exit_with_parent, grace, tls_cert, tls_key,
-                      limits, stopping, 0 if exit_with_parent else warm_zygotes)
+                      limits, stopping, 0 if exit_with_parent else warm_zygotes, prestart)
     finally:
         if exit_with_parent and os.getppid() != exit_with_parent:
             _remove_embedded_dir(listen or "")
@@ -194,7 +194,7 @@ def _remove_embedded_dir(listen: str) -> None:
 
 
 def _serve(listen, workers, backend_name, token_file, exit_with_parent, grace, tls_cert, tls_key, limits,
-           stopping: threading.Event, warm_zygotes: int = 0) -> int:
+           stopping: threading.Event, warm_zygotes: int = 0, prestart: str | None = None) -> int:
     if exit_with_parent:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -246,6 +246,8 @@ def _serve(listen, workers, backend_name, token_file, exit_with_parent, grace, t
     nworkers = workers or default_workers()
     service = IsodService(backend, log, nworkers, listen, kernel_features(), limits_config, native=native,
                           warm_zygotes=warm_zygotes)
+    if prestart:
+        service.prestart(prestart)
     interceptors = [TokenInterceptor(token, log)] if token else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="isod-grpc"),

@@ -8,8 +8,10 @@ import queue
 import sys
 import threading
 import time
+import uuid
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from .. import __version__, contract
 from ..sandbox import SandboxError
@@ -17,7 +19,8 @@ from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
 from . import peers
-from .session import Session
+from .session import Session, session_wants_zygote
+from .zygote_handle import ZygoteHandle
 from .zygote_pool import ZygotePool
 
 MAX_ITEMS = 1_000_000
@@ -139,6 +142,23 @@ class IsodService(pb_grpc.IsodServicer):
         self.sessions: dict[str, Session] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+
+    def prestart(self, path: str) -> None:
+        """An embedded daemon is told at start which session it will serve:
+        that session's zygote starts now (its interpreter, pytest and the
+        collection), while the server starts and the client collects."""
+        try:
+            with open(path, "rb") as f:
+                opened = validate_open(pb.ClientMessage(open=pb.SessionOpen.FromString(f.read())))
+            if not session_wants_zygote(opened, self.backends):
+                return
+            z = ZygoteHandle(self.native, opened, worker_count=opened.workers or self.default_workers,
+                             testrun_uid=uuid.uuid4().hex, limits=self.limits, on_collected=None,
+                             on_output=lambda data, is_err: None, on_exit=lambda z: None)
+        except (OSError, DecodeError, Reject, ValueError, SandboxError) as e:
+            self.log(f"no zygote started ahead of the session: {e}")
+            return
+        self.zygotes.prestart(z)
 
     def Session(self, request_iterator, context):
         if not self.accepting:

@@ -68,14 +68,17 @@ class Session:
         (forked from the zygote once it has collected, where it can be used)."""
         with self.lock:
             if self._zygote_wanted():
-                warm = self.zygotes.take(zygote_key(self.open)) if self.zygotes is not None else None
-                if warm is not None:
-                    self.zygote, self.warm = warm, True
-                    self.log(f"session {self.sid}: a warm zygote (pid {warm.pid}) forks the workers")
+                ready = self.zygotes.take(zygote_key(self.open)) if self.zygotes is not None else None
+                if ready is not None:
+                    # kept from an earlier run (warm), or started ahead of this session
+                    self.zygote, self.warm = ready, ready.collected
+                    self.log(f"session {self.sid}: a {'warm' if self.warm else 'prestarted'} zygote "
+                             f"(pid {ready.pid}) forks the workers")
                     self._bind_zygote()
-                    # forking takes milliseconds: the workers start once the
-                    # client's tests are known to be what it collected
-                    self._on_zygote_collected(warm.collection)
+                    if self.warm:
+                        # forking takes milliseconds: the workers start once the
+                        # client's tests are known to be what it collected
+                        self._on_zygote_collected(ready.collection)
                 else:
                     self._new_zygote()
             if not self.warm:
@@ -100,7 +103,8 @@ class Session:
         z.on_exit = self._on_zygote_exit
         z.on_log = lambda msg: self.log(f"session {self.sid} {msg}")
         z.on_refused = self._on_zygote_refused
-        z.on_outside = lambda outside: self._on_outside(None, outside)
+        # its collection, now if no session had it yet (a zygote started ahead of this one)
+        z.bind(self._on_zygote_collected, lambda outside: self._on_outside(None, outside))
 
     def _collect_again(self) -> None:
         """The client collected tests the warm zygote did not (a new test
@@ -113,11 +117,7 @@ class Session:
         self._new_zygote()
 
     def _zygote_wanted(self) -> bool:
-        """A zygote needs backends that can take over a forked process (not
-        ptrace: it must be the worker's parent); ISOD_ZYGOTE=0 turns it off."""
-        if dict(self.open.env).get("ISOD_ZYGOTE", "1") in ("0", "no", "off", "false"):
-            return False
-        return all(hasattr(b, "adopt") for b in self.backends.values())
+        return session_wants_zygote(self.open, self.backends)
 
     def _spawn_worker(self, cls: str, name: str | None = None) -> None:
         if name is None or name not in self.free_ids:
@@ -389,6 +389,14 @@ class Session:
         self.out.put(None)
         self.log(f"session {self.sid} end: {self.results} results, {self.started_workers} workers, "
                  f"{self.crashes} crashes, {wall:.2f} s{' ERROR: ' + self.error.splitlines()[0] if self.error else ''}")
+
+
+def session_wants_zygote(open_msg: pb.SessionOpen, backends: dict) -> bool:
+    """A zygote needs backends that can take over a forked process (not
+    ptrace: it must be the worker's parent); ISOD_ZYGOTE=0 turns it off."""
+    if dict(open_msg.env).get("ISOD_ZYGOTE", "1") in ("0", "no", "off", "false"):
+        return False
+    return all(hasattr(b, "adopt") for b in backends.values())
 
 
 def default_workers() -> int:

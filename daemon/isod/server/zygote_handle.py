@@ -64,10 +64,12 @@ class ForkRequest:
 
 class ZygoteHandle:
     def __init__(self, backend, open_msg: pb.SessionOpen, *, worker_count: int, testrun_uid: str,
-                 on_collected: Callable[[pb.Collected], None], on_output: Callable[[bytes, bool], None],
+                 on_collected: Callable[[pb.Collected], None] | None, on_output: Callable[[bytes, bool], None],
                  on_exit: Callable[[ZygoteHandle], None], limits: LimitsConfig | None = None) -> None:
         self.on_collected, self.on_output, self.on_exit = on_collected, on_output, on_exit
         self.key = zygote_key(open_msg)
+        self._delivered = False       # the collection went to a session's on_collected
+        self._collection_outside: pb.OutsideTests | None = None
         self.collection: pb.Collected | None = None     # what it collected (a warm zygote's next session gets it)
         self.on_log: Callable[[str], None] = lambda msg: None
         self.on_refused: Callable[[str], None] = lambda why: None
@@ -183,10 +185,7 @@ class ZygoteHandle:
                 break
             kind = msg.WhichOneof("kind")
             if kind == "collected":
-                self.collection = msg.collected
-                self.collected = True
-                self._report_collection()
-                self.on_collected(msg.collected)
+                self._collected(msg.collected)
             elif kind == "forked":
                 proc = AdoptedProcess(msg.forked.pid)
                 with self._lock:
@@ -213,16 +212,38 @@ class ZygoteHandle:
                     req.resolve(error=ForkFailed(msg.refused.reason, refused=True))
         return not self.ctl.closed
 
-    def _report_collection(self) -> None:
-        """What its start and collection ran, as a worker's collection is
-        reported (what it does later is forking workers: ours)."""
+    def _collected(self, collection: pb.Collected) -> None:
+        """Its collection, and what its start and collection ran (reported
+        as a worker's collection is; what it does later is forking workers:
+        ours). Kept until a session binds it (a zygote started before its
+        session: bind)."""
         self.box.settle()
         if self.box.unfollow is not None:
             self.box.unfollow()
         events = [event_to_pb(ev, "collection", (ev.t_ns - self.started_ns) / 1e9)
                   for ev in self.box.take_events()[:MAX_EVENTS]]
-        if events:
-            self.on_outside(pb.OutsideTests(worker=ZYGOTE_NAME, events=events))
+        with self._lock:
+            self.collection = collection
+            self.collected = True
+            self._collection_outside = pb.OutsideTests(worker=ZYGOTE_NAME, events=events) if events else None
+            on_collected, on_outside = self.on_collected, self.on_outside
+            self._delivered = on_collected is not None
+        if on_collected is not None:
+            if self._collection_outside is not None:
+                on_outside(self._collection_outside)
+            on_collected(collection)
+
+    def bind(self, on_collected: Callable[[pb.Collected], None], on_outside: Callable[[pb.OutsideTests], None]) -> None:
+        """A session takes this zygote: its collection (now, if it came
+        before) and what the collection ran go to the session."""
+        with self._lock:
+            self.on_collected, self.on_outside = on_collected, on_outside
+            due = self.collection is not None and not self._delivered
+            self._delivered = self._delivered or due
+        if due:
+            if self._collection_outside is not None:
+                on_outside(self._collection_outside)
+            on_collected(self.collection)
 
     def _after_exit(self) -> None:
         status = self.exit_status = self.box.wait_after_close(self.kill)

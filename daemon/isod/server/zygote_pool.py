@@ -42,7 +42,7 @@ class ZygotePool:
             self._parked = keep
         for z in stale:
             z.kill()
-        if found is not None and not found.unchanged():
+        if found is not None and found.collected and not found.unchanged():
             found.kill()        # a file it collected changed: collect again
             return None
         return found
@@ -62,6 +62,13 @@ class ZygotePool:
         for _, old in evicted:
             old.kill()
         return True
+
+    def prestart(self, z: ZygoteHandle) -> None:
+        """A zygote started ahead of its session (an embedded daemon's): kept
+        whatever the pool's size, until that session takes it."""
+        z.on_exit = self._forget
+        with self._lock:
+            self._parked.append((time.monotonic(), z))
 
     def _forget(self, z: ZygoteHandle) -> None:
         with self._lock:
