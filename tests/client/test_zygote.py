@@ -200,3 +200,16 @@ def test_isod_serve_keeps_a_warm_zygote_while_the_suite_is_unchanged(tmp_path, w
     eighth = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", "-k", "new", target=daemon.target)
     assert eighth.rc == 0 and "1 passed" in eighth.out, eighth.out
     assert _collections(tmp_path) == before + 2
+
+
+def test_a_copy_of_the_environment_at_import_is_not_a_read_of_the_worker_id(tmp_path, daemon):
+    """`dict(os.environ)` at import (common in conftests) reads every variable
+    there is: the zygote has no worker id in its environment, so a copy
+    neither refuses the fork nor carries the zygote's id to a worker."""
+    files = {"conftest.py": COUNTING_CONFTEST + "import os\nENV = dict(os.environ)\nCOPY = os.environ.copy()\n"
+                            "assert 'PYTEST_XDIST_WORKER' not in ENV\n",
+             "test_who.py": WHO}
+    r = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)
+    assert r.rc == 0 and "6 passed" in r.out, r.out
+    assert "workers start fresh" not in r.out, r.out
+    assert len((tmp_path / "collections.txt").read_text().split()) == 2

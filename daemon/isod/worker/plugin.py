@@ -438,8 +438,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config):
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Before any plugin's pytest_configure reads the options."""
-    worker = zygote.READS.unwatched_env("ISOD_WORKER_ID")    # ours: not a conftest's read
-    if os.environ.get(ENV_FD) is None or worker is None:
+    in_zygote = os.environ.get(zygote.ENV_FD) is not None
+    worker = zygote.READS.unwatched_env("ISOD_WORKER_ID")    # ours: not a conftest's read (None in the zygote)
+    if os.environ.get(ENV_FD) is None or (worker is None and not in_zygote):
         return
     for line in contract.MARKERS:
         config.addinivalue_line("markers", line)
@@ -449,7 +450,6 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             setattr(opt, name, value)
     # per-worker places, as pytest-xdist does: the workers of one session must
     # not wipe each other's basetemp or write over each other's log file
-    in_zygote = os.environ.get(zygote.ENV_FD) is not None
     if getattr(opt, "basetemp", None):
         os.makedirs(opt.basetemp, exist_ok=True)     # the client made it; a daemon elsewhere may not have
         config.stash[zygote.BASETEMP_KEY] = str(opt.basetemp)

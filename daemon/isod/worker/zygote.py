@@ -50,11 +50,16 @@ class WorkerIdReads:
         self._environ_getitem = None
 
     def start(self, config: pytest.Config) -> None:
+        for var in WORKER_ID_VARS:      # each worker gets its own after the fork
+            os.environ.pop(var, None)
         env_class = type(os.environ)
         original = env_class.__getitem__
         seen = self.seen
 
         def getitem(environ, key):
+            # the zygote has no id in its environment (start() took it out):
+            # a copy of the environment reads only what is there, so a read
+            # of one of these is code that asked for the worker id
             if key in WORKER_ID_VARS and len(seen) < 3:
                 seen.append(f"os.environ[{key!r}]")
             return original(environ, key)
