@@ -39,7 +39,7 @@ def test_bench_run_quick_writes_the_tables(tmp_path):
     if "n/a" in " ".join(row("pytest-xdist -n 2")):
         assert "not installed" in row("pytest-xdist -n 2")[1]
     assert "| isod strict, seccomp (embedded daemon) | 2 failed | 2 failed | ok |" in md
-    assert "(a) isod strict ≤ 1.0× plain pytest" in md
+    assert "trivial tests (suite a): isod strict ≤ 1.0× plain pytest" in md
     assert "MISMATCH" not in md and "| FAILED" not in md
 
 

@@ -14,10 +14,10 @@ pytestmark = pytest.mark.large
 
 # Each process that collects (the client, the zygote, a fresh worker) writes one line.
 COUNTING_CONFTEST = '''
-import os
+import os, uuid
 def pytest_collection_finish(session):
     with open(os.path.join(str(session.config.rootpath), "collections.txt"), "a") as f:
-        f.write(f"{os.getpid()}\\n")
+        f.write(f"{uuid.uuid4().hex}\\n")     # not os.getpid(): a pid read while collecting refuses the fork
 '''
 
 WHO = '''
@@ -74,8 +74,10 @@ def test_without_the_zygote_each_worker_collects(tmp_path, daemon):
      "the collecting process runs 2 threads"),
     ("import os\n"
      "PORT = 5000 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:])\n",
-     "code read the worker id while collecting (os.environ['PYTEST_XDIST_WORKER'])"),
-], ids=["a-thread", "worker-id-at-import"])
+     "code read the worker id or the process id while collecting (os.environ['PYTEST_XDIST_WORKER'])"),
+    ("import os\nLOCK = f'/tmp/lock-{os.getpid()}'\n",
+     "code read the worker id or the process id while collecting (os.getpid() at conftest.py:"),
+], ids=["a-thread", "worker-id-at-import", "pid-at-import"])
 def test_where_forking_is_unsafe_workers_start_fresh_and_the_run_says_why(tmp_path, daemon, conftest, why):
     files = {"conftest.py": COUNTING_CONFTEST + conftest, "test_who.py": WHO}
     r = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)

@@ -18,7 +18,6 @@ from isod.sandbox.syscalls import ABI_OF_ARCH, AUDIT_ARCH_I386, AUDIT_ARCH_X86_6
 
 pytestmark = pytest.mark.small
 
-ME = os.getpid()
 X86_64 = AUDIT_ARCH_X86_64
 
 
@@ -40,60 +39,60 @@ class Strings:
 def test_execve_is_decoded_from_memory():
     s = Strings(b"/bin/echo", b"echo", b"hello world")
     argv = Strings(b"echo", b"hello world")
-    got = decode(MemReader(), ME, "execve", X86_64, (s.at(0), argv.argv, 0, 0, 0, 0))
+    got = decode(MemReader(), os.getpid(), "execve", X86_64, (s.at(0), argv.argv, 0, 0, 0, 0))
     assert got == ("/bin/echo", ["echo", "hello world"], os.getcwd(), 0, NO_NET, False)
 
 
 def test_execveat_takes_its_path_argv_and_flags_one_register_later():
     s = Strings(b"prog")
     argv = Strings(b"prog", b"-x")
-    path, args, _cwd, flags, net, cut = decode(MemReader(), ME, "execveat", X86_64,
+    path, args, _cwd, flags, net, cut = decode(MemReader(), os.getpid(), "execveat", X86_64,
                                                (-100, s.at(0), argv.argv, 0, 0x1000, 0))
     assert (path, args, flags, net, cut) == ("prog", ["prog", "-x"], 0x1000, NO_NET, False)
 
 
 def test_a_long_argument_is_cut():
     argv = Strings(b"x" * (MAX_ARG_LEN + 10))
-    path, args, _cwd, _flags, _net, cut = decode(MemReader(), ME, "execve", X86_64, (argv.at(0), argv.argv, 0, 0, 0, 0))
+    path, args, _cwd, _flags, _net, cut = decode(MemReader(), os.getpid(), "execve", X86_64, (argv.at(0), argv.argv, 0, 0, 0, 0))
     assert cut and len(path) == MAX_ARG_LEN and args == ["x" * MAX_ARG_LEN]
 
 
 def test_clone3_flags_come_from_its_clone_args():
     args = ctypes.create_string_buffer(struct.pack("=QQ", 0x10000 | 0x100, 17), 16)
     mem = MemReader()
-    assert decode(mem, ME, "clone3", X86_64, (ctypes.addressof(args), 88, 0, 0, 0, 0))[3] == 0x10100
-    assert clone3_flags(mem, ME, ctypes.addressof(args)) == 0x10100
-    assert clone3_flags(mem, ME, 0) == 0              # no clone_args: nothing to read
+    assert decode(mem, os.getpid(), "clone3", X86_64, (ctypes.addressof(args), 88, 0, 0, 0, 0))[3] == 0x10100
+    assert clone3_flags(mem, os.getpid(), ctypes.addressof(args)) == 0x10100
+    assert clone3_flags(mem, os.getpid(), 0) == 0              # no clone_args: nothing to read
 
 
 def test_register_arguments():
     mem = MemReader()
-    assert decode(mem, ME, "clone", X86_64, (0x11, 0, 0, 0, 0, 0))[3] == 0x11
-    assert decode(mem, ME, "ptrace", X86_64, (16, 0, 0, 0, 0, 0))[3] == 16       # the request
-    assert decode(mem, ME, "fork", X86_64, (5, 6, 7, 0, 0, 0)) == ("", [], "", 0, NO_NET, False)
-    assert decode(mem, ME, None, X86_64, (5, 6, 7, 0, 0, 0)) == ("", [], "", 0, NO_NET, False)
+    assert decode(mem, os.getpid(), "clone", X86_64, (0x11, 0, 0, 0, 0, 0))[3] == 0x11
+    assert decode(mem, os.getpid(), "ptrace", X86_64, (16, 0, 0, 0, 0, 0))[3] == 16       # the request
+    assert decode(mem, os.getpid(), "fork", X86_64, (5, 6, 7, 0, 0, 0)) == ("", [], "", 0, NO_NET, False)
+    assert decode(mem, os.getpid(), None, X86_64, (5, 6, 7, 0, 0, 0)) == ("", [], "", 0, NO_NET, False)
     # socket(): ints, so the upper halves of the registers do not count
-    assert decode(mem, ME, "socket", X86_64, (0x1_0000_0002, 1, 6, 0, 0, 0))[4] == (2, 1, 6)
+    assert decode(mem, os.getpid(), "socket", X86_64, (0x1_0000_0002, 1, 6, 0, 0, 0))[4] == (2, 1, 6)
 
 
 def test_socketcall_reads_socket_arguments_from_memory_only():
     mem = MemReader()
     args = ctypes.create_string_buffer(struct.pack("=III", 10, 2, 17), 12)
-    got = decode(mem, ME, "socketcall", AUDIT_ARCH_I386, (SYS_SOCKET, ctypes.addressof(args), 0, 0, 0, 0))
+    got = decode(mem, os.getpid(), "socketcall", AUDIT_ARCH_I386, (SYS_SOCKET, ctypes.addressof(args), 0, 0, 0, 0))
     assert got[3:5] == (SYS_SOCKET, (10, 2, 17))
     connect = SYS_SOCKET + 2
-    assert decode(mem, ME, "socketcall", AUDIT_ARCH_I386, (connect, ctypes.addressof(args), 0, 0, 0, 0))[3:5] \
+    assert decode(mem, os.getpid(), "socketcall", AUDIT_ARCH_I386, (connect, ctypes.addressof(args), 0, 0, 0, 0))[3:5] \
         == (connect, NO_NET)
 
 
 def test_ids_of_this_process_a_thread_of_it_and_a_tid_that_is_gone():
-    assert procfs.ids(ME) == (ME, os.getppid())
+    assert procfs.ids(os.getpid()) == (os.getpid(), os.getppid())
     got = []
     t = threading.Thread(target=lambda: got.append((threading.get_native_id(), procfs.ids(threading.get_native_id()))))
     t.start()
     t.join()
     tid, ids = got[0]
-    assert tid != ME and ids == (ME, os.getppid())
+    assert tid != os.getpid() and ids == (os.getpid(), os.getppid())
     with open("/proc/sys/kernel/pid_max") as f:
         gone = int(f.read()) + 1
     assert procfs.ids(gone) == (gone, 0)

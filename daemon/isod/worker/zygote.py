@@ -48,10 +48,12 @@ class WorkerIdReads:
     def __init__(self) -> None:
         self.seen: list[str] = []
         self._environ_getitem = None
+        self._getpid = None
 
     def start(self, config: pytest.Config) -> None:
         for var in WORKER_ID_VARS:      # each worker gets its own after the fork
             os.environ.pop(var, None)
+        self._watch_getpid()
         env_class = type(os.environ)
         original = env_class.__getitem__
         seen = self.seen
@@ -69,6 +71,21 @@ class WorkerIdReads:
         if hasattr(config, "workerinput"):
             config.workerinput = _WatchedInput(config.workerinput, seen)
 
+    def _watch_getpid(self) -> None:
+        """A test module or conftest that keeps os.getpid() at import (a
+        unique file name, a lock) would keep the zygote's in every worker."""
+        real, seen = os.getpid, self.seen
+        self._getpid = real
+
+        def getpid() -> int:
+            if self._getpid is not None and len(seen) < 3:
+                code = sys._getframe(1).f_code
+                if _project_code(code.co_filename):
+                    seen.append(f"os.getpid() at {os.path.basename(code.co_filename)}:{sys._getframe(1).f_lineno}")
+            return real()
+
+        os.getpid = getpid
+
     def unwatched_env(self, key: str) -> str | None:
         try:
             return (self._environ_getitem or type(os.environ).__getitem__)(os.environ, key)
@@ -76,6 +93,8 @@ class WorkerIdReads:
             return None
 
     def stop(self) -> None:
+        if self._getpid is not None:
+            os.getpid, self._getpid = self._getpid, None    # a reference kept to ours stays correct
         if self._environ_getitem is not None:
             type(os.environ).__getitem__ = self._environ_getitem
             self._environ_getitem = None
@@ -103,6 +122,13 @@ class _WatchedInput(dict):
 
 
 READS = WorkerIdReads()     # started before the conftests load (plugin.py)
+_STDLIB = os.path.dirname(os.__file__)
+_ISOD = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _project_code(filename: str) -> bool:
+    """Code of the project under test: not the stdlib, an installed package or isod."""
+    return not (filename.startswith((_STDLIB, _ISOD, "<")) or "site-packages" in filename)
 
 
 PR_SET_DUMPABLE = 4
@@ -145,8 +171,8 @@ class Zygote:
             return (f"the collecting process runs {n} threads (a fork copies none of them, and a lock one of "
                     "them held would stay locked in the worker)")
         if self.reads.seen:
-            return (f"code read the worker id while collecting ({', '.join(self.reads.seen)}): each worker "
-                    "must collect with its own")
+            return (f"code read the worker id or the process id while collecting ({', '.join(self.reads.seen)}): "
+                    "each worker must collect with its own")
         cov = self.config.pluginmanager.get_plugin("_cov")
         if cov is not None and getattr(cov, "options", None) is not None and getattr(cov.options, "no_cov", True) \
                 is False and getattr(cov, "cov_controller", None) is not None:
