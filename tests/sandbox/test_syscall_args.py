@@ -53,7 +53,8 @@ def test_execveat_takes_its_path_argv_and_flags_one_register_later():
 
 def test_a_long_argument_is_cut():
     argv = Strings(b"x" * (MAX_ARG_LEN + 10))
-    path, args, _cwd, _flags, _net, cut = decode(MemReader(), os.getpid(), "execve", X86_64, (argv.at(0), argv.argv, 0, 0, 0, 0))
+    path, args, _cwd, _flags, _net, cut = decode(MemReader(), os.getpid(), "execve", X86_64,
+                                                 (argv.at(0), argv.argv, 0, 0, 0, 0))
     assert cut and len(path) == MAX_ARG_LEN and args == ["x" * MAX_ARG_LEN]
 
 
