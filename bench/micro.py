@@ -1,10 +1,9 @@
 """Per-test costs of isod's report path, measured in-process on real pytest reports.
 
-For one passing test, the worker turns 3 phase reports into JSON and sends 2
-channel messages (the setup report; the test's `finished` with its call and
-teardown reports, batched with the next test's `started`), the daemon parses
-those and builds one TestResult for gRPC, and the client parses the 3 JSON
-reports back into TestReports. Each step here is timed alone (best of a few
+For one passing test, the worker turns 3 phase reports into JSON and sends 1
+channel message (the test's `finished` with its 3 reports, batched with the
+next test's `started`), the daemon parses it and builds one TestResult for
+gRPC, and the client parses the 3 JSON reports back into TestReports. Each step here is timed alone (best of a few
 repetitions of a loop), so the sum is a floor for isod's per-test overhead
 before any scheduling, context switch or gRPC transport cost.
 """
@@ -44,19 +43,15 @@ def measure(n: int = 2000) -> list[tuple[str, float]]:
 
     def events():
         phases = [pb.PhaseReport(when=r.when, report_json=p, t_ns=1) for r, p in zip(reports, payloads)]
-        setup = pb.WorkerEvent(report=phases[0])
-        done = pb.WorkerEvent(finished=pb.TestFinished(nodeid=reports[0].nodeid, reports=phases[1:]))
+        done = pb.WorkerEvent(finished=pb.TestFinished(nodeid=reports[0].nodeid, reports=phases))
         started = pb.WorkerEvent(started=pb.TestStarted(nodeid=reports[0].nodeid, t_ns=1))
-        pair = pb.WorkerEvent(batch=pb.WorkerEvents(events=[done, started]))
-        return [setup.SerializeToString(), pair.SerializeToString()]
+        return pb.WorkerEvent(batch=pb.WorkerEvents(events=[done, started])).SerializeToString()
 
     raw = events()
 
     def daemon_side():
-        setup, batch = (pb.WorkerEvent.FromString(r) for r in raw)
-        done = batch.batch.events[0].finished
-        res = pb.TestResult(nodeid=reports[0].nodeid, size=pb.SMALL, reports=[setup.report, *done.reports],
-                            worker="w1")
+        done = pb.WorkerEvent.FromString(raw).batch.events[0].finished
+        res = pb.TestResult(nodeid=reports[0].nodeid, size=pb.SMALL, reports=done.reports, worker="w1")
         return pb.DaemonMessage(result=res).SerializeToString()
 
     wire = daemon_side()
@@ -68,7 +63,7 @@ def measure(n: int = 2000) -> list[tuple[str, float]]:
     us = 1e6
     return [
         ("worker: 3 reports -> JSON (`_to_json` + `json.dumps`)", _best(to_json, n) * us),
-        ("worker: 2 WorkerEvent messages -> bytes", _best(events, n) * us - _best(lambda: None, n) * us),
-        ("daemon: parse 2 messages, build + serialize the TestResult", _best(daemon_side, n) * us),
+        ("worker: 1 WorkerEvent message -> bytes", _best(events, n) * us - _best(lambda: None, n) * us),
+        ("daemon: parse the message, build + serialize the TestResult", _best(daemon_side, n) * us),
         ("client: parse the result, 3 JSON -> TestReport", _best(client_side, n) * us),
     ]
