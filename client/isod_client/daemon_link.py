@@ -120,8 +120,13 @@ class EmbeddedDaemon:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def wait_healthy(channel: grpc.Channel, timeout: float, daemon: EmbeddedDaemon | None) -> None:
-    stub = health_pb2_grpc.HealthStub(channel)
+def wait_healthy(channel: grpc.Channel, timeout: float, daemon: EmbeddedDaemon | None,
+                 closing: threading.Event | None = None, lock: threading.Lock | None = None) -> None:
+    """Until the daemon answers SERVING. With ``closing``/``lock`` (the
+    link's), no call starts on a channel that is being closed."""
+    lock = lock or threading.Lock()
+    with lock:
+        stub = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -129,7 +134,11 @@ def wait_healthy(channel: grpc.Channel, timeout: float, daemon: EmbeddedDaemon |
             raise LinkError(f"the embedded isod daemon exited with status {daemon.proc.returncode}:\n"
                             f"{daemon.log_tail()}")
         try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1, wait_for_ready=True)
+            with lock:
+                if closing is not None and closing.is_set():
+                    raise LinkError("the run ended before the daemon answered")
+                call = stub.Check.future(health_pb2.HealthCheckRequest(service=""), timeout=1, wait_for_ready=True)
+            reply = call.result()
             if reply.status == health_pb2.HealthCheckResponse.SERVING:
                 return
             last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -152,6 +161,9 @@ class Link:
         self.responses = None
         self.error: BaseException | None = None
         self._ready = threading.Event()
+        self._closing = threading.Event()
+        self._opener: threading.Thread | None = None
+        self._channel_lock = threading.Lock()      # a call starts on the channel, or the channel closes
 
     def open_async(self, open_msg: pb.SessionOpen) -> None:
         if self.daemon is not None:
@@ -159,18 +171,26 @@ class Link:
             session.CopyFrom(open_msg)
             session.env.pop(TOKEN_ENV, None)
             self.daemon.start(session)
-        threading.Thread(target=self._open, args=(open_msg,), name="isod-link", daemon=True).start()
+        self._opener = threading.Thread(target=self._open, args=(open_msg,), name="isod-link", daemon=True)
+        self._opener.start()
 
     def _open(self, open_msg: pb.SessionOpen) -> None:
         try:
             if self.daemon is None and self.target.startswith("unix://") and not os.path.exists(self.target[7:]):
                 raise LinkError(f"no socket at {self.target[7:]} (is `isod serve` running there?)")
-            self.channel = self._channel()
-            wait_healthy(self.channel, START_TIMEOUT if self.daemon else CONNECT_TIMEOUT, self.daemon)
+            with self._channel_lock:
+                if self._closing.is_set():
+                    raise LinkError("the run ended before the session opened")
+                self.channel = self._channel()
+            wait_healthy(self.channel, START_TIMEOUT if self.daemon else CONNECT_TIMEOUT, self.daemon, self._closing,
+                         self._channel_lock)
             metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
             open_msg.env.pop(TOKEN_ENV, None)   # workers get the client's environment: not its credential
             self._out.put(pb.ClientMessage(open=open_msg))
-            self.responses = pb_grpc.IsodStub(self.channel).Session(self._requests(), metadata=metadata)
+            with self._channel_lock:
+                if self._closing.is_set():
+                    raise LinkError("the run ended before the session opened")
+                self.responses = pb_grpc.IsodStub(self.channel).Session(self._requests(), metadata=metadata)
         except BaseException as e:   # reported by wait_open in the main thread
             self.error = e
         finally:
@@ -203,10 +223,18 @@ class Link:
         self._out.put(msg)
 
     def close(self, session_ended: bool = False) -> None:
+        """The link thread may still be opening (a run that ended at once, a
+        usage error): no call is made on the channel once it is closed (gRPC's
+        C core crashed on that)."""
+        self._closing.set()
         self._out.put(None)
-        if self.responses is not None:
-            self.responses.cancel()
-        if self.channel is not None:
-            self.channel.close()
+        with self._channel_lock:
+            if self.responses is not None:
+                self.responses.cancel()
+            if self.channel is not None:
+                self.channel.close()       # cancels a health check in flight
+        if self._opener is not None:
+            # not still running in gRPC while the interpreter exits (a crash in its C core)
+            self._opener.join(5)
         if self.daemon is not None:
             self.daemon.stop(graceful=not session_ended)
