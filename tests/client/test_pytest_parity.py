@@ -196,15 +196,17 @@ def test_a_spawn_after_the_last_test_is_shown(tmp_path, daemon):
             atexit.register(lambda: subprocess.run(["true", "LATER"]))
         @pytest.mark.medium
         def test_medium_registers_one_too():
-            atexit.register(lambda: subprocess.run(["true", "MEDIUM-LATER"]))
+            # a program that lives a while: one that exits within microseconds may
+            # be gone before its command is read from /proc (docs/kernel-notes.md)
+            atexit.register(lambda: subprocess.run(["sleep", "0.2"]))
         '''}
     i = run_pytest(tmp_path, {"pytest.ini": INI, **files}, "-q", "--isod-workers=1", target=daemon.target)
     assert "isod: processes created while no test ran" in i.out, i.out
     assert "after its last test (test_a.py::test_registers_a_spawn_for_later): vfork by pid" in i.out, i.out
     assert "[deny]" in i.out
-    assert "after its last test (test_a.py::test_medium_registers_one_too): execve: true MEDIUM-LATER [allow]" in i.out
+    assert "after its last test (test_a.py::test_medium_registers_one_too): execve: sleep 0.2 [allow]" in i.out
     commands = [c for o in i.report["outside_tests"] for c in o["commands"]]
-    assert any(c["argv"] == ["true", "MEDIUM-LATER"] and c["phase"] == "after the last test" for c in commands)
+    assert any(c["argv"] == ["sleep", "0.2"] and c["phase"] == "after the last test" for c in commands)
     assert any(c["decision"] == "deny" and c["phase"] == "after the last test" for c in commands)
     assert any(c["phase"] == "collection" for c in commands)   # the workers' own launch
 
