@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 
 from .. import channel, contract, phase_word, policy
 from ..phase_word import PhaseWord
-from ..sandbox import Box
+from ..sandbox import Box, SandboxError
 from ..sandbox.adopted import AdoptedProcess
 from ..v1 import isod_pb2 as pb
 from ..wire import event_to_pb
@@ -123,7 +123,13 @@ class WorkerHandle:
                 self.exit_status = -1
                 return False
             # forking is unsafe in this session's zygote, or it is gone: this worker starts fresh
-            self._took(*spawn_fresh(self._backend, self._open_msg, self.identity, self.phase))
+            try:
+                self._took(*spawn_fresh(self._backend, self._open_msg, self.identity, self.phase))
+            except (SandboxError, OSError, ValueError) as e:
+                # on this thread nobody else would hear of it: the session sees the worker end
+                self.on_output(self, f"isod: cannot start worker {self.name}: {e}\n".encode(), True)
+                self.exit_status = -1
+                return False
             return True
         small = self.enforcing and self.cls == contract.SMALL_CLASS
         box = fork.adopt(proc, policy.RULES[contract.Size.SMALL] if small else policy.IDLE)
@@ -479,8 +485,9 @@ class WorkerHandle:
         self.on_exit(self)
 
     def _never_started(self) -> None:
-        """The zygote died before forking it: the session sees a worker that
-        exited before collecting (and says why from the zygote's side)."""
+        """The zygote died before forking it, or the fresh worker in its place
+        could not start: the session sees a worker that exited before
+        collecting (and says why)."""
         with self._lock:
             self.exited = True
             self.crashed = True

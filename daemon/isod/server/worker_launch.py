@@ -76,7 +76,7 @@ class ForkedWorker:
 
     def wait(self) -> AdoptedProcess:
         """Its process once forked; ForkFailed says why not."""
-        proc = self.request.wait()
+        proc = self.request.result()
         proc.stdout, proc.stderr = self.pipes
         return proc
 

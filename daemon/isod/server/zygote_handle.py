@@ -6,8 +6,9 @@ Once it has collected it forks workers on request; this handle sends the
 requests (with the worker's fds), tells each requester its worker's pid, and
 routes the exit statuses the zygote reports to the worker's process handle.
 The session kills it once it needs no more workers and the forked ones have
-exited (a stopped zygote cannot hold the session up), or it dies: a request it cannot answer any more fails, and
-the session starts fresh workers from then on.
+exited (a stopped zygote cannot hold the session up), or it dies: a request
+it cannot answer any more fails, and the session starts fresh workers from
+then on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from google.protobuf.message import DecodeError
 
@@ -30,8 +32,6 @@ from .limits import LimitsConfig, TreeLimits
 from .test_record import MAX_EVENTS
 from .worker_start import ZYGOTE_NAME, identity_env, process_env, pytest_argv, zygote_key
 
-FORK_FDS = 4
-
 
 class ForkFailed(Exception):
     """The zygote could not give this worker; ``refused``: it is alive but
@@ -40,26 +40,6 @@ class ForkFailed(Exception):
     def __init__(self, why: str, refused: bool = False) -> None:
         super().__init__(why)
         self.refused = refused
-
-
-class ForkRequest:
-    """One worker asked of the zygote: its process once forked, or why not."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.proc: AdoptedProcess | None = None
-        self.error: ForkFailed | None = None
-        self._done = threading.Event()
-
-    def resolve(self, proc: AdoptedProcess | None = None, error: ForkFailed | None = None) -> None:
-        self.proc, self.error = proc, error
-        self._done.set()
-
-    def wait(self) -> AdoptedProcess:
-        self._done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.proc
 
 
 class ZygoteHandle:
@@ -71,16 +51,16 @@ class ZygoteHandle:
         self._delivered = False       # the collection went to a session's on_collected
         self._collection_outside: pb.OutsideTests | None = None
         self.collection: pb.Collected | None = None     # what it collected (a warm zygote's next session gets it)
+        # a worker asked of it: a Future of its AdoptedProcess, or of ForkFailed
         self.on_log: Callable[[str], None] = lambda msg: None
         self.on_refused: Callable[[str], None] = lambda why: None
         self.on_outside: Callable[[pb.OutsideTests], None] = lambda outside: None
-        self.collected = False
         self.refused = ""             # why it would not fork (the session starts fresh workers then)
         self.exited = False
         self.exit_status: int | None = None
         self.killed = False
         self._lock = threading.Lock()
-        self._pending: OrderedDict[str, ForkRequest] = OrderedDict()
+        self._pending: OrderedDict[str, Future] = OrderedDict()
         self._procs: dict[int, AdoptedProcess] = {}
         self._early_exits: dict[int, int] = {}
         daemon_end, zygote_end = channel.pair()
@@ -102,23 +82,28 @@ class ZygoteHandle:
         self._thread.start()
 
     @property
+    def collected(self) -> bool:
+        return self.collection is not None
+
+    @property
     def usable(self) -> bool:
         return not self.exited and not self.refused and not self.killed
 
-    def fork(self, name: str, cls: str, env: dict[str, str], program: bytes, fds: list[int]) -> ForkRequest:
-        """Ask for a worker; the caller keeps its fds (the zygote gets copies)."""
-        req = ForkRequest(name)
+    def fork(self, name: str, cls: str, env: dict[str, str], program: bytes, fds: list[int]) -> Future:
+        """Ask for a worker: its AdoptedProcess once forked (ForkFailed says
+        why not). The caller keeps its fds (the zygote gets copies)."""
+        req: Future = Future()
         cmd = pb.ZygoteCommand(fork=pb.ForkWorker(name=name, worker_class=cls, env=env, filter=program))
         with self._lock:
             if not self.usable:
-                req.resolve(error=ForkFailed(self.refused or "the zygote has exited", refused=bool(self.refused)))
+                req.set_exception(ForkFailed(self.refused or "the zygote has exited", refused=bool(self.refused)))
                 return req
             self._pending[name] = req
             try:
                 self.ctl.send_fds(cmd.SerializeToString(), fds)
             except OSError as e:
                 del self._pending[name]
-                req.resolve(error=ForkFailed(f"the zygote cannot be reached: {e.strerror or e}"))
+                req.set_exception(ForkFailed(f"the zygote cannot be reached: {e.strerror or e}"))
         return req
 
     def unchanged(self) -> bool:
@@ -194,7 +179,7 @@ class ZygoteHandle:
                         proc.set_status(self._early_exits.pop(proc.pid))
                     req = self._pending.pop(msg.forked.name, None)
                 if req is not None:
-                    req.resolve(proc)
+                    req.set_result(proc)
             elif kind == "exited":
                 with self._lock:
                     proc = self._procs.pop(msg.exited.pid, None)
@@ -209,7 +194,7 @@ class ZygoteHandle:
                 self.on_log(f"zygote refused to fork: {msg.refused.reason}")
                 self.on_refused(msg.refused.reason)
                 if req is not None:
-                    req.resolve(error=ForkFailed(msg.refused.reason, refused=True))
+                    req.set_exception(ForkFailed(msg.refused.reason, refused=True))
         return not self.ctl.closed
 
     def _collected(self, collection: pb.Collected) -> None:
@@ -224,22 +209,22 @@ class ZygoteHandle:
                   for ev in self.box.take_events()[:MAX_EVENTS]]
         with self._lock:
             self.collection = collection
-            self.collected = True
             self._collection_outside = pb.OutsideTests(worker=ZYGOTE_NAME, events=events) if events else None
-            on_collected, on_outside = self.on_collected, self.on_outside
-            self._delivered = on_collected is not None
-        if on_collected is not None:
-            if self._collection_outside is not None:
-                on_outside(self._collection_outside)
-            on_collected(collection)
+        self._deliver()
 
     def bind(self, on_collected: Callable[[pb.Collected], None], on_outside: Callable[[pb.OutsideTests], None]) -> None:
         """A session takes this zygote: its collection (now, if it came
         before) and what the collection ran go to the session."""
         with self._lock:
             self.on_collected, self.on_outside = on_collected, on_outside
-            due = self.collection is not None and not self._delivered
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """The collection to the bound session, once."""
+        with self._lock:
+            due = self.collection is not None and self.on_collected is not None and not self._delivered
             self._delivered = self._delivered or due
+            on_collected, on_outside = self.on_collected, self.on_outside
         if due:
             if self._collection_outside is not None:
                 on_outside(self._collection_outside)
@@ -249,7 +234,7 @@ class ZygoteHandle:
         status = self.exit_status = self.box.wait_after_close(self.kill)
         with self._lock:
             self.exited = True
-            pending = list(self._pending.values())
+            pending = list(self._pending.items())
             self._pending.clear()
         left = self.limits.sweep()
         self.limits.close()
@@ -261,5 +246,5 @@ class ZygoteHandle:
         self.box.take_events()
         self.box.release()
         self.on_exit(self)      # first: the session's error says why the zygote died
-        for req in pending:
-            req.resolve(error=ForkFailed(f"the zygote exited (status {status}) before forking {req.name}"))
+        for name, req in pending:
+            req.set_exception(ForkFailed(f"the zygote exited (status {status}) before forking {name}"))

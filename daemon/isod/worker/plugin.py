@@ -242,7 +242,7 @@ class WorkerPlugin:
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         if self.zygote is not None:
             # the zygote forks workers here; only a forked worker comes back
-            self.chan, _env = self.zygote.serve()
+            self.chan = self.zygote.serve()
             self.zygote = None
             _start_worker(self.config, self.chan)
         by_id = {item.nodeid: item for item in session.items}

@@ -179,14 +179,10 @@ class Zygote:
             return "pytest-cov measures from each worker's start"
         return ""
 
-    def serve(self) -> tuple[channel.Channel, dict]:
+    def serve(self) -> channel.Channel:
         """Fork workers until the daemon kills it (or goes away). Returns
-        only in a forked child: its channel and the environment it was given."""
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        only in a forked child: its channel to the daemon."""
+        _flush_stdio()
         outputs = (_identity(1), _identity(2))
         # its workers must not reach into it (/proc/PID/mem, ptrace): it forks
         # unfiltered. Each worker is made dumpable again (the daemon reads it).
@@ -255,15 +251,11 @@ class Zygote:
 
     def _exit(self, code: int) -> None:
         # no session finish here: the zygote ran no test, its workers report
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        _flush_stdio()
         os._exit(code)
 
     # --- in the forked child ----------------------------------------------
-    def _become_worker(self, fork: pb.ForkWorker, fds: list[int], outputs) -> tuple[channel.Channel, dict]:
+    def _become_worker(self, fork: pb.ForkWorker, fds: list[int], outputs) -> channel.Channel:
         chan_fd, out_fd, err_fd, phase_fd = fds
         os.setsid()                     # its own group: the daemon kills the worker's group
         _set_dumpable(True)
@@ -297,7 +289,15 @@ class Zygote:
             os.close(listener)
         else:
             chan.send(msg)
-        return chan, env
+        return chan
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _redirect(outputs, out_fd: int, err_fd: int) -> None:
