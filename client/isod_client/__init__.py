@@ -1,6 +1,7 @@
 """isod_client: the pytest plugin (`pytest -p isod_client`).
 
-Collects locally, runs the tests on an isod daemon (a private embedded one
+Reports the collection made in the daemon's collecting process (the client
+imports no test module), runs the tests on an isod daemon (a private embedded one
 unless --isod-target / ISOD_TARGET names one), reports through pytest's own
 hooks, and fails small tests that tried to create a process with TC003.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from isod import sizes
 from isod.contract import MARKERS, Size
 
 SIZES = [s.value for s in Size]
@@ -96,11 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if enforcement not in ENFORCEMENTS:
         raise pytest.UsageError(f"test_categories_enforcement must be one of {', '.join(ENFORCEMENTS)}, "
                                 f"got {enforcement!r}")
-    default = config.getoption("isod_default_size") or config.getini("isod_default_size") or "small"
-    try:
-        default_size = Size.parse(default)
-    except ValueError as e:
-        raise pytest.UsageError(f"isod: {e}") from None
+    default_size = sizes.default_size(config)
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") != "no":
         raise pytest.UsageError("isod: pytest-xdist's -n and isod both run the tests in other processes; "
                                 "drop -n and use --isod-workers N")

@@ -1,7 +1,9 @@
-"""The client's controller: replaces pytest's run loop with the daemon's.
+"""The client's controller: replaces pytest's collection and run loop with the daemon's.
 
-Like pytest-xdist's DSession: the client collects, sends the node ids, and
-feeds each result's phase reports into pytest's own hooks (logstart,
+Like pytest-xdist's DSession: the client collects nothing; it reports the
+collection the session's collecting process made (remote_collection.py),
+sends its node ids, and feeds each result's phase reports into pytest's own
+hooks (logstart,
 logreport, logfinish), so terminal output, -v, -rA, -x/--maxfail, --lf,
 --junitxml and --durations behave as in plain pytest. A small test with a
 recorded spawn attempt gets the TC003 verdict here (strict) or a warning.
@@ -9,7 +11,6 @@ recorded spawn attempt gets the TC003 verdict here (strict) or a warning.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -17,13 +18,14 @@ import warnings
 import grpc
 import pytest
 from _pytest.reports import TestReport
-from isod.contract import Size, size_to_pb, worker_class
+from isod.contract import Size, size_from_pb, size_to_pb, worker_class
+from isod.sizes import fixture_limit, limits
 from isod.v1 import isod_pb2 as pb
 
-from . import tc001, tc003
+from . import remote_collection, tc001, tc003
 from .daemon_link import Link, LinkError
+from .from_workers import report_data, warning_message
 from .report_file import ReportFile
-from .sizes import fixture_limit, item_size, item_timeout, limits
 from .worker_args import launch, worker_args
 
 ENFORCEMENT_TO_PB = {"strict": pb.STRICT, "warn": pb.WARN, "off": pb.OFF}
@@ -91,14 +93,42 @@ class Controller:
         if cache is not None and self.sizes:
             cache.set(self._HINT_KEY, sorted({worker_class(size) for size, _ in self.sizes.values()}))
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> bool:
+        """The session's collection, made by the daemon's collecting process."""
+        try:
+            self.link.wait_open()
+        except (LinkError, grpc.RpcError) as e:
+            raise pytest.UsageError(f"isod: cannot reach the daemon at {self.link.target}: {_rpc_text(e)}") from None
+        remote_collection.report(session, self._collection(session))
+        return True
+
+    def _collection(self, session: pytest.Session) -> pb.Collection:
+        error = "the daemon closed the session before sending its collection"
+        try:
+            for msg in self.link.responses:
+                kind = msg.WhichOneof("kind")
+                if kind == "collection":
+                    return msg.collection
+                if kind == "end":
+                    self.ended = True
+                    error = msg.end.error or "the daemon ended the session before sending its collection"
+                    break
+                self._side_message(msg)
+        except grpc.RpcError as e:
+            error = self._lost_text(e)
+        self._fail_session(session, error)
+        raise AssertionError("unreachable")
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """Sizes of the tests that will run, once every plugin and conftest
-        has modified and deselected them (markers added in modifyitems count)."""
+        """Sizes of the tests that will run, as the collecting process read
+        them from their markers once every plugin and conftest had modified
+        and deselected them."""
         for item in session.items:
-            size, marked = item_size(item, self.default_size)
-            self.unmarked += not marked
-            self.report.collected(item, marked)
-            self.sizes[item.nodeid] = (size, item_timeout(item, size, self.limits))
+            test = item.test
+            self.unmarked += not test.marked
+            self.report.collected(item.nodeid, test.marked, dict(test.fixtures))
+            self.sizes[item.nodeid] = (size_from_pb(test.size), test.timeout_s)
         self._remember_classes()
 
     def _basetemp(self) -> list[str]:
@@ -118,12 +148,6 @@ class Controller:
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             raise session.Interrupted(
                 f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} during collection")
-        if session.config.option.collectonly:
-            return True
-        try:
-            self.link.wait_open()
-        except (LinkError, grpc.RpcError) as e:
-            raise pytest.UsageError(f"isod: cannot reach the daemon at {self.link.target}: {_rpc_text(e)}") from None
         items = {item.nodeid: item for item in session.items}
         # only strict kills at the limit; warn reports an overrun, off ignores it
         kill_at_limit = self.enforcement == "strict"
@@ -152,26 +176,16 @@ class Controller:
                             stopped = True
                             self.link.send(pb.ClientMessage(stop=pb.Stop(reason=str(session.shouldfail or
                                                                                      session.shouldstop))))
-                elif kind == "node_down":    # a worker ended: xdist's testnodedown (xdist_nodes.py)
-                    from .xdist_nodes import node_down
-                    node_down(self.config, msg.node_down)
-                elif kind == "outside":
-                    self.outside.append(msg.outside)
-                    self.report.add_outside(msg.outside)
-                elif kind == "output":
-                    stream = sys.stderr if msg.output.stderr else sys.stdout
-                    stream.write(msg.output.data.decode(errors="replace"))
-                    stream.flush()
-                elif kind == "end":
+                elif kind != "end":
+                    self._side_message(msg)
+                else:
                     error = msg.end.error
                     self.ended = True
                     break
             else:
                 error = "the daemon closed the session without ending it"
         except grpc.RpcError as e:
-            error = f"lost the daemon at {self.link.target}: {_rpc_text(e)}"
-            if self.link.daemon is not None and self.link.daemon.proc.poll() is not None:
-                error += f" (embedded daemon exited with status {self.link.daemon.proc.returncode})"
+            error = self._lost_text(e)
         if error:
             self._fail_session(session, error)
         if self.session_exit is not None:
@@ -185,6 +199,26 @@ class Controller:
         if session.shouldstop:
             raise session.Interrupted(session.shouldstop)
         return True
+
+    def _side_message(self, msg: pb.DaemonMessage) -> None:
+        """What comes besides results: output, a worker's end, calls outside tests."""
+        kind = msg.WhichOneof("kind")
+        if kind == "node_down":    # a worker ended: xdist's testnodedown (xdist_nodes.py)
+            from .xdist_nodes import node_down
+            node_down(self.config, msg.node_down)
+        elif kind == "outside":
+            self.outside.append(msg.outside)
+            self.report.add_outside(msg.outside)
+        elif kind == "output":
+            stream = sys.stderr if msg.output.stderr else sys.stdout
+            stream.write(msg.output.data.decode(errors="replace"))
+            stream.flush()
+
+    def _lost_text(self, e: grpc.RpcError) -> str:
+        error = f"lost the daemon at {self.link.target}: {_rpc_text(e)}"
+        if self.link.daemon is not None and self.link.daemon.proc.poll() is not None:
+            error += f" (embedded daemon exited with status {self.link.daemon.proc.returncode})"
+        return error
 
     def _fail_session(self, session: pytest.Session, error: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -200,7 +234,7 @@ class Controller:
             return
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        reports = [self.config.hook.pytest_report_from_serializable(config=self.config, data=_from_json(r))
+        reports = [self.config.hook.pytest_report_from_serializable(config=self.config, data=report_data(r.report_json))
                    for r in res.reports]
         if res.HasField("interruption"):
             reports = self._interrupted(item, reports, res.interruption)
@@ -290,16 +324,8 @@ class Controller:
 
     def _recorded(self, item, w: pb.RecordedWarning) -> None:
         """A warning the test raised in its worker, into the warnings summary."""
-        category = _warning_class(w.category)
-        try:
-            warning = category(w.message) if category is not None else None
-        except Exception:     # a warning class whose constructor wants more than a message
-            warning = None
-        if warning is None:   # that, or a class the client never imported: named in the text
-            category, warning = UserWarning, UserWarning(f"{w.category}: {w.message}")
-        msg = warnings.WarningMessage(warning, category, w.filename, w.lineno)
         item.ihook.pytest_warning_recorded.call_historic(kwargs=dict(
-            warning_message=msg, when=w.when or "runtest", nodeid=item.nodeid, location=None))
+            warning_message=warning_message(w), when=w.when or "runtest", nodeid=item.nodeid, location=None))
 
     # --- end of run ------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -345,25 +371,6 @@ class Controller:
         self.link.close(session_ended=self.ended)
 
 
-def _warning_class(name: str) -> type[Warning] | None:
-    """module:qualname back to the class, if the client has that module already.
-
-    The name comes from a worker, i.e. from the tests: importing it would run
-    a module a test wrote in the unsandboxed client. Only modules in
-    sys.modules are looked at, through their __dict__ (no module __getattr__
-    or descriptor runs either); None when the class is not there."""
-    module, _, qualname = name.partition(":")
-    obj = sys.modules.get(module)
-    for part in qualname.split(".") if obj is not None else ():
-        try:
-            obj = vars(obj).get(part)
-        except TypeError:      # no __dict__
-            return None
-    if isinstance(obj, type) and issubclass(obj, Warning):
-        return obj
-    return None
-
-
 def worker_env(config: pytest.Config | None = None) -> dict[str, str]:
     """The client's environment for its workers, less isod's own secrets and
     addresses; with a config, plus what xdist's workers get (xdist_nodes.py)."""
@@ -372,16 +379,6 @@ def worker_env(config: pytest.Config | None = None) -> dict[str, str]:
         from .xdist_nodes import launch_env
         env.update(launch_env(config))
     return env
-
-
-def _from_json(phase: pb.PhaseReport) -> dict:
-    """JSON has no tuples; pytest wants the skip longrepr and location as tuples."""
-    data = json.loads(phase.report_json)
-    for key in ("longrepr", "location"):
-        if isinstance(data.get(key), list):
-            data[key] = tuple(data[key])
-    data["sections"] = [tuple(s) for s in data.get("sections", ())]
-    return data
 
 
 def _lost_setup(item, outcome: str) -> TestReport:

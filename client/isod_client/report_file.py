@@ -28,13 +28,13 @@ class ReportFile:
         self.outside: list[dict] = []
         self._suggested: list[advice.Suggestion] | None = None
 
-    def collected(self, item, marked: bool) -> None:
+    def collected(self, nodeid: str, marked: bool, fixtures: dict[str, str]) -> None:
         """At collection: whether a test has a size marker, and its fixtures'
         scopes (the advisor follows a shared fixture's spawns to its users)."""
         if self.keep:
             if not marked:
-                self.unmarked.add(item.nodeid)
-            self.fixtures[item.nodeid] = _fixture_scopes(item)
+                self.unmarked.add(nodeid)
+            self.fixtures[nodeid] = fixtures
 
     def add(self, res: pb.TestResult, size: Size, reports: list) -> None:
         if not self.keep:
@@ -89,16 +89,6 @@ class ReportFile:
                            "limits": {s.value: v for s, v in self.limits.items()},
                            "default_size": self.default_size.value if self.default_size else None,
                            "rootdir": self.rootdir}, f, indent=1)
-
-
-def _fixture_scopes(item) -> dict[str, str]:
-    info = getattr(item, "_fixtureinfo", None)
-    out = {}
-    for name in getattr(info, "names_closure", ()):
-        defs = info.name2fixturedefs.get(name)
-        if defs and name != "request":
-            out[name] = str(getattr(defs[-1], "scope", "function"))
-    return out
 
 
 def _command(e: pb.SpawnEvent) -> dict:

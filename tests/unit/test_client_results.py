@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 from _pytest.reports import TestReport
 from isod.v1 import isod_pb2 as pb
-from isod_client.dsession import Controller, _warning_class
+from isod_client.dsession import Controller
+from isod_client.from_workers import _warning_class
 
 pytestmark = pytest.mark.small
 

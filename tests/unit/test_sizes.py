@@ -2,7 +2,7 @@
 
 import pytest
 from isod.contract import Size
-from isod_client.sizes import item_size, item_timeout
+from isod.sizes import item_size, item_timeout
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.small

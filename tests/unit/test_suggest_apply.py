@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 from isod.contract import Size
+from isod.sizes import item_size
 from isod.suggest import ReportError, applied_lines, apply, load_report, summary
-from isod_client.sizes import item_size
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.small

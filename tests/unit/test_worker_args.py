@@ -28,12 +28,13 @@ def test_the_clients_rootdir_and_ini_file_are_named():
                                                             "-c", "/proj/pytest.ini", "tests"]
 
 
-# what the client's list of client-only options stripped (git log -p worker_args.py), plus --sw-reset
-CLIENT_ONLY = ["-x", "--maxfail=3", "--sw", "--sw-skip", "--sw-reset", "--lf", "--ff", "--nf", "--lfnf=none",
-               "--cache-clear", "--junitxml=out.xml", "--junitprefix=p", "--durations=5", "--durations-min=1",
+# what only the client does: stopping early, report files, debugging, xdist
+CLIENT_ONLY = ["-x", "--maxfail=3", "--junitxml=out.xml", "--junitprefix=p", "--durations=5", "--durations-min=1",
                "--pdb", "--pdbcls=pdb:Pdb", "--trace", "-n", "2", "--maxprocesses=2", "--dist=load", "-d", "-f"]
-# inert once the option they modify is off (--lf, --junitxml, --durations)
-INERT = {"last_failed_no_failures", "junitprefix", "durations_min"}
+# selection from pytest's cache: made where the tests are collected (the client collects nothing)
+CACHE_SELECTION = ["--sw", "--sw-skip", "--sw-reset", "--lf", "--ff", "--nf", "--lfnf=none", "--cache-clear"]
+# inert once the option they modify is off (--junitxml, --durations)
+INERT = {"junitprefix", "durations_min"}
 
 
 def worker_options(pytester, monkeypatch, *args) -> dict:
@@ -50,3 +51,11 @@ def test_client_only_options_are_neutralised_in_the_worker_by_name(pytester, mon
     plain = worker_options(pytester, monkeypatch, "-rx", "-k", "foo")
     assert given == plain
     assert (given["reportchars"], given["keyword"]) == ("x", "foo")      # the rest is the client's
+
+
+def test_selection_from_the_cache_stays_in_the_collecting_process(pytester, monkeypatch):
+    given = worker_options(pytester, monkeypatch, *CACHE_SELECTION)
+    assert {k: given[k] for k in ("stepwise", "stepwise_skip", "stepwise_reset", "lf", "failedfirst", "newfirst",
+                                  "cacheclear", "last_failed_no_failures")} == {
+        "stepwise": True, "stepwise_skip": True, "stepwise_reset": True, "lf": True, "failedfirst": True,
+        "newfirst": True, "cacheclear": True, "last_failed_no_failures": "none"}

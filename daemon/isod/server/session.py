@@ -49,6 +49,7 @@ class Session:
         self.retired: set[WorkerHandle] = set()     # finishing without a test, their ids given on
         self.free_ids = [f"gw{i}" for i in range(self.sched.slots)]   # xdist-style, reused by a replacement
         self.early_collections: dict[str, pb.Collected] = {}
+        self.collection_sent = False    # the client got the session's collection (the first one made)
         self.zygote: ZygoteHandle | None = None     # collects once; workers are forked from it
         self.fresh_note_sent = False
         self.stderr_tail: dict[str, bytes] = {}
@@ -64,8 +65,11 @@ class Session:
 
     # --- lifecycle --------------------------------------------------------
     def start(self) -> None:
-        """Workers of the classes the client expects start while it collects
-        (forked from the zygote once it has collected, where it can be used)."""
+        """Workers of the classes the client expects start while the session
+        collects (forked from the zygote once it has collected, where it can
+        be used)."""
+        self.out.put(pb.DaemonMessage(ready=pb.SessionReady(
+            workers=self.nworkers, backend=self.backends["trap"].name, session_id=self.sid)))
         with self.lock:
             if self._zygote_wanted():
                 ready = self.zygotes.take(zygote_key(self.open)) if self.zygotes is not None else None
@@ -83,8 +87,6 @@ class Session:
                     self._new_zygote()
             if not self.warm:
                 self._start_workers(list(self.open.class_hint) or [contract.SMALL_CLASS])
-        self.out.put(pb.DaemonMessage(ready=pb.SessionReady(
-            workers=self.nworkers, backend=self.backends["trap"].name, session_id=self.sid)))
 
     def _start_workers(self, hint: list[str] = ()) -> None:
         for cls in self.sched.classes_to_start(list(self.workers.values()), list(hint)):
@@ -219,6 +221,8 @@ class Session:
     def _on_collected(self, w: WorkerHandle, col: pb.Collected | None) -> None:
         """``col`` None: a worker forked from the zygote, whose collection was checked once."""
         with self.lock:
+            if col is not None and not self._forward_collection(col):
+                return
             if col is None:
                 w.ready = True
                 self._rebalance()
@@ -230,10 +234,27 @@ class Session:
 
     def _on_zygote_collected(self, col: pb.Collected) -> None:
         with self.lock:
+            if not self._forward_collection(col):
+                return
             if self.items is None:
                 self.early_collections[ZYGOTE_NAME] = col
             else:
                 self._check_collection(ZYGOTE_NAME, None, col)
+
+    def _forward_collection(self, col: pb.Collected) -> bool:
+        """The first collection made for this session is the client's (it
+        collects nothing itself). False when collecting raised: the client
+        raises the same, and the session ends without running anything."""
+        if self.collection_sent or not col.HasField("collection"):
+            return True
+        self.collection_sent = True
+        c = col.collection
+        self.out.put(pb.DaemonMessage(collection=c))
+        why = (c.usage_error or c.internal_error or (c.exit.reason if c.HasField("exit") else "")).strip()
+        if why or c.HasField("exit"):
+            self._fail(f"collecting raised (the client reports it): {why.splitlines()[-1] if why else 'exit'}")
+            return False
+        return True
 
     def _on_zygote_exit(self, z: ZygoteHandle) -> None:
         with self.lock:

@@ -24,7 +24,7 @@ from concurrent.futures import Future
 
 from google.protobuf.message import DecodeError
 
-from .. import channel
+from .. import channel, watched
 from ..sandbox.adopted import AdoptedProcess
 from ..v1 import isod_pb2 as pb
 from ..wire import event_to_pb
@@ -107,17 +107,10 @@ class ZygoteHandle:
         return req
 
     def unchanged(self) -> bool:
-        """Alive, forking, and every file its collection depends on as it was."""
+        """Alive, forking, and everything its collection depends on as it was."""
         c = self.collection
-        if c is None or not self.usable or len(c.watched) != len(c.watched_mtime_ns):
-            return False
-        for path, mtime in zip(c.watched, c.watched_mtime_ns):
-            try:
-                if os.stat(path).st_mtime_ns != mtime:
-                    return False
-            except OSError:
-                return False
-        return True
+        return c is not None and self.usable and watched.unchanged(c.watched, c.watched_mtime_ns, c.watched_dirs,
+                                                                   c.watched_dir_digests)
 
     def kill(self) -> None:
         """Its end: it runs no test, and every worker it forked has exited (or is being killed)."""

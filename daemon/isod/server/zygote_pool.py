@@ -49,8 +49,8 @@ class ZygotePool:
 
     def give(self, z: ZygoteHandle) -> bool:
         """Keep it for a later session (False: not kept, the caller kills it)."""
-        if self.size <= 0 or not z.usable or z.collection is None:
-            return False
+        if self.size <= 0 or not z.usable or z.collection is None or z.collection.cache_selects:
+            return False        # --lf, --sw and the like choose from a cache the client writes
         z.on_output = lambda data, is_err: None
         z.on_log = lambda msg: None
         z.on_refused = lambda why: None

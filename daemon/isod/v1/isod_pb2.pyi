@@ -103,7 +103,7 @@ class Stop(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class DaemonMessage(_message.Message):
-    __slots__ = ("ready", "result", "end", "output", "results", "outside", "node_down")
+    __slots__ = ("ready", "result", "end", "output", "results", "outside", "node_down", "collection")
     READY_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class DaemonMessage(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     OUTSIDE_FIELD_NUMBER: _ClassVar[int]
     NODE_DOWN_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     ready: SessionReady
     result: TestResult
     end: SessionEnd
@@ -118,7 +119,57 @@ class DaemonMessage(_message.Message):
     results: TestResults
     outside: OutsideTests
     node_down: NodeDown
-    def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., result: _Optional[_Union[TestResult, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ..., output: _Optional[_Union[WorkerOutput, _Mapping]] = ..., results: _Optional[_Union[TestResults, _Mapping]] = ..., outside: _Optional[_Union[OutsideTests, _Mapping]] = ..., node_down: _Optional[_Union[NodeDown, _Mapping]] = ...) -> None: ...
+    collection: Collection
+    def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., result: _Optional[_Union[TestResult, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ..., output: _Optional[_Union[WorkerOutput, _Mapping]] = ..., results: _Optional[_Union[TestResults, _Mapping]] = ..., outside: _Optional[_Union[OutsideTests, _Mapping]] = ..., node_down: _Optional[_Union[NodeDown, _Mapping]] = ..., collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class Collection(_message.Message):
+    __slots__ = ("tests", "deselected", "collected", "reports_json", "warnings", "plugin_state_json", "usage_error", "exit", "internal_error")
+    TESTS_FIELD_NUMBER: _ClassVar[int]
+    DESELECTED_FIELD_NUMBER: _ClassVar[int]
+    COLLECTED_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    tests: _containers.RepeatedCompositeFieldContainer[CollectedTest]
+    deselected: _containers.RepeatedScalarFieldContainer[str]
+    collected: int
+    reports_json: _containers.RepeatedScalarFieldContainer[bytes]
+    warnings: _containers.RepeatedCompositeFieldContainer[RecordedWarning]
+    plugin_state_json: bytes
+    usage_error: str
+    exit: SessionExit
+    internal_error: str
+    def __init__(self, tests: _Optional[_Iterable[_Union[CollectedTest, _Mapping]]] = ..., deselected: _Optional[_Iterable[str]] = ..., collected: _Optional[int] = ..., reports_json: _Optional[_Iterable[bytes]] = ..., warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., plugin_state_json: _Optional[bytes] = ..., usage_error: _Optional[str] = ..., exit: _Optional[_Union[SessionExit, _Mapping]] = ..., internal_error: _Optional[str] = ...) -> None: ...
+
+class CollectedTest(_message.Message):
+    __slots__ = ("nodeid", "file", "line", "domain", "size", "marked", "timeout_s", "fixtures")
+    class FixturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODEID_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MARKED_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    FIXTURES_FIELD_NUMBER: _ClassVar[int]
+    nodeid: str
+    file: str
+    line: int
+    domain: str
+    size: Size
+    marked: bool
+    timeout_s: float
+    fixtures: _containers.ScalarMap[str, str]
+    def __init__(self, nodeid: _Optional[str] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., domain: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., marked: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., fixtures: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeDown(_message.Message):
     __slots__ = ("worker", "workeroutput_json", "error")
@@ -402,16 +453,24 @@ class WorkerEvents(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[WorkerEvent, _Mapping]]] = ...) -> None: ...
 
 class Collected(_message.Message):
-    __slots__ = ("nodeids", "errors", "watched", "watched_mtime_ns")
+    __slots__ = ("nodeids", "errors", "watched", "watched_mtime_ns", "watched_dirs", "watched_dir_digests", "collection", "cache_selects")
     NODEIDS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     WATCHED_FIELD_NUMBER: _ClassVar[int]
     WATCHED_MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    WATCHED_DIRS_FIELD_NUMBER: _ClassVar[int]
+    WATCHED_DIR_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SELECTS_FIELD_NUMBER: _ClassVar[int]
     nodeids: _containers.RepeatedScalarFieldContainer[str]
     errors: _containers.RepeatedScalarFieldContainer[str]
     watched: _containers.RepeatedScalarFieldContainer[str]
     watched_mtime_ns: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, nodeids: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[str]] = ..., watched: _Optional[_Iterable[str]] = ..., watched_mtime_ns: _Optional[_Iterable[int]] = ...) -> None: ...
+    watched_dirs: _containers.RepeatedScalarFieldContainer[str]
+    watched_dir_digests: _containers.RepeatedScalarFieldContainer[int]
+    collection: Collection
+    cache_selects: bool
+    def __init__(self, nodeids: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[str]] = ..., watched: _Optional[_Iterable[str]] = ..., watched_mtime_ns: _Optional[_Iterable[int]] = ..., watched_dirs: _Optional[_Iterable[str]] = ..., watched_dir_digests: _Optional[_Iterable[int]] = ..., collection: _Optional[_Union[Collection, _Mapping]] = ..., cache_selects: _Optional[bool] = ...) -> None: ...
 
 class TestStarted(_message.Message):
     __slots__ = ("nodeid", "t_ns")

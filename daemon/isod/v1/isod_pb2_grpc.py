@@ -50,10 +50,12 @@ class IsodServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Session(self, request_iterator, context):
-        """One pytest run = one stream. The client sends `open` first, then `run`
-        (the items, in order), then `finish` (or `stop` to end early); the
-        daemon answers `ready`, then a `result` per test as each finishes, then
-        `end`. Closing the stream ends the session and kills its workers.
+        """One pytest run = one stream. The client sends `open` first; the daemon
+        answers `ready`, then `collection` (what its worker collected: the
+        client collects nothing). The client sends `run` (the items, in order),
+        then `finish` (or `stop` to end early); the daemon sends a `result` per
+        test as each finishes, then `end`. Closing the stream ends the session
+        and kills its workers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

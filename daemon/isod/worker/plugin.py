@@ -2,10 +2,11 @@
 
 The daemon starts ``python -m pytest -p isod.worker.plugin <client args>`` in
 the client's interpreter, cwd and environment, with ISOD_WORKER_FD naming the
-inherited channel. The worker collects, sends the node ids, then runs what it
-is sent one item at a time — pipelined like pytest-xdist, so that each item
-runs with its real ``nextitem`` and module/session fixtures are torn down where
-pytest would tear them down.
+inherited channel. The worker collects (the client does not: collection.py),
+sends its collection, then runs what it is sent one item at a time —
+pipelined like pytest-xdist, so that each item runs with its real
+``nextitem`` and module/session fixtures are torn down where pytest would
+tear them down.
 
 Order on the channel matters: ``started`` goes out before setup, so that the
 daemon knows which test runs (its time limit, who a crash belongs to); the
@@ -30,7 +31,7 @@ import pytest
 from isod import channel, contract, phase_word, wire
 from isod.v1 import isod_pb2 as pb
 
-from . import phases, xdist_compat, zygote
+from . import collection, phases, xdist_compat, zygote
 
 ENV_FD = "ISOD_WORKER_FD"
 
@@ -222,21 +223,36 @@ class WorkerPlugin:
     def send(self, **kind) -> None:
         self.chan.send(pb.WorkerEvent(**kind).SerializeToString())
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        errors = [f"{r.nodeid}: {r.longreprtext}" for r in getattr(self, "_collect_errors", [])]
-        collected = pb.Collected(nodeids=[i.nodeid for i in session.items], errors=errors)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection(self, session: pytest.Session):
+        """Sent once collection is over, warnings included (pytest's warnings
+        plugin records them as its own wrapper of this hook ends, inside
+        this one); when it raised, the client raises the same."""
+        recorder = collection.CollectionRecorder(self.config)
+        self.config.pluginmanager.register(recorder, "isod-collection")
+        try:
+            result = yield
+            collected = recorder.collection(session)    # a size marker used wrong is a usage error
+        except BaseException as e:
+            self._send_collected(pb.Collected(collection=recorder.failed(e), errors=recorder.errors))
+            raise
+        finally:
+            self.config.pluginmanager.unregister(recorder)
+        self._send_collected(pb.Collected(nodeids=[t.nodeid for t in collected.tests], errors=recorder.errors,
+                                          collection=collected,
+                                          cache_selects=collection.selects_from_cache(self.config)))
+        return result
+
+    def _send_collected(self, collected: pb.Collected) -> None:
         if self.zygote is not None:
-            paths, mtimes = zygote.watched_files(self.config)
-            collected.watched.extend(wire.utf8_safe_list(paths))
+            files, mtimes, dirs, digests = zygote.watched(self.config)
+            collected.watched.extend(wire.utf8_safe_list(files))
             collected.watched_mtime_ns.extend(mtimes)
+            collected.watched_dirs.extend(wire.utf8_safe_list(dirs))
+            collected.watched_dir_digests.extend(digests)
             self.zygote.send(collected=collected)
         else:
             self.send(collected=collected)
-
-    def pytest_collectreport(self, report) -> None:
-        if report.failed:
-            self.__dict__.setdefault("_collect_errors", []).append(report)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -319,11 +335,8 @@ class WorkerPlugin:
             self.done = None
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location) -> None:
-        if when == "runtest":    # collection warnings: the client collects too and has them
-            cat = warning_message.category
-            self.warnings.append(pb.RecordedWarning(
-                message=wire.utf8_safe(str(warning_message.message)), category=f"{cat.__module__}:{cat.__qualname__}",
-                filename=wire.utf8_safe(str(warning_message.filename)), lineno=warning_message.lineno or 0, when=when))
+        if when == "runtest":    # collection's travel with the collection (collection.py)
+            self.warnings.append(collection.recorded_warning(warning_message, when))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report):
@@ -411,12 +424,11 @@ def _shrink_to_fit(data: dict) -> bytes:
     return payload
 
 
-# What only the client does, whether it came from the command line (the
-# client strips those) or from ini addopts / PYTEST_ADDOPTS (these reach the
-# worker): debugging, stopping early, the cache's selection, report files.
+# What only the client does, whether it came from the command line or from
+# ini addopts / PYTEST_ADDOPTS: debugging, stopping early, report files. The
+# cache's selection (--lf, --ff, --nf, --sw) is the collecting process's now
+# (the client collects nothing); the client writes the cache at the end.
 _CLIENT_ONLY = {"usepdb": False, "usepdb_cls": None, "trace": False, "maxfail": 0,   # -x is maxfail=1
-                "stepwise": False, "stepwise_skip": False, "stepwise_reset": False,
-                "lf": False, "failedfirst": False, "newfirst": False, "cacheclear": False,
                 "xmlpath": None, "htmlpath": None, "durations": None,
                 # pytest-xdist: the tests are already in a worker (its remote.setup_config)
                 "numprocesses": None, "maxprocesses": None, "dist": "no", "distload": False, "looponfail": False}

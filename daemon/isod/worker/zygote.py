@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from isod import channel, phase_word
+from isod import watched as watched_inputs
 from isod.v1 import isod_pb2 as pb
 
 from . import xdist_compat
@@ -321,11 +322,12 @@ def _redirect(outputs, out_fd: int, err_fd: int) -> None:
 class OpenedFiles:
     """Files the zygote opened while it started and collected (the audit
     hook's ``open`` events: imported modules, data files a test module reads
-    at import, ini files). A warm zygote (server/zygote_pool.py) is reused
-    only while none of them changed; new tests show up in the client's
-    collection, which the daemon compares with the zygote's."""
+    at import, ini files), and the directories it listed (``os.scandir``,
+    ``os.listdir``: a test file added or removed). A warm zygote (server/zygote_pool.py) is reused only while none
+    of them changed."""
 
     MAX = 20000
+    _LISTED = ("os.scandir", "os.listdir")
 
     def __init__(self) -> None:
         self.paths: set[str] = set()
@@ -336,26 +338,35 @@ class OpenedFiles:
         sys.addaudithook(self._hook)
 
     def _hook(self, event: str, args: tuple) -> None:
-        if self.recording and event == "open" and len(self.paths) < self.MAX:
+        if not self.recording or len(self.paths) >= self.MAX:
+            return
+        if event == "open":
             path, mode, flags = args[0], args[1], args[2]
             # what it reads, not what it writes (a log, a file of results)
             if mode is not None and any(c in str(mode) for c in "wax+"):
                 return
             if mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR):
                 return
-            if isinstance(path, str):
-                self.paths.add(path)
-            elif isinstance(path, bytes):
-                self.paths.add(os.fsdecode(path))
+        elif event in self._LISTED:
+            path = args[0] if args[0] is not None else "."
+            if isinstance(path, int):     # scandir(fd)
+                return
+        else:
+            return
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if isinstance(path, str):
+            self.paths.add(os.path.abspath(path))
 
 
 OPENED = OpenedFiles()
 
 
-def watched_files(config: pytest.Config) -> tuple[list[str], list[int]]:
-    """(paths, mtimes) of what the collection depends on: the modules loaded
+def watched(config: pytest.Config) -> tuple[list[str], list[int], list[str], list[int]]:
+    """What the collection depends on (isod.watched): the modules loaded
     (pytest and its plugins, the project's code) and every file opened while
-    collecting."""
+    collecting, with their mtimes; every directory listed, with a digest of
+    the names in it."""
     OPENED.recording = False
     paths = set(OPENED.paths)
     for module in list(sys.modules.values()):
@@ -365,21 +376,28 @@ def watched_files(config: pytest.Config) -> tuple[list[str], list[int]]:
     if config.inipath:
         paths.add(str(config.inipath))
     # pytest's cache is the client's to write after every run (lastfailed,
-    # nodeids): what a worker reads of it (its --lf/--ff are off) is not collection
+    # nodeids): a collection that selected from it is never reused
+    # (Collected.cache_selects); what another one reads of it is not collection
     cache = getattr(config, "cache", None)
-    cache_dir = str(getattr(cache, "_cachedir", "")) + os.sep if cache is not None else None
-    out, mtimes = [], []
+    cache_dir = str(getattr(cache, "_cachedir", "")) if cache is not None else None
+    files, mtimes, dirs, digests = [], [], [], []
     for path in sorted(paths):
-        if path.endswith(".pyc") or not os.path.isabs(path) or (cache_dir and path.startswith(cache_dir)):
+        if path.endswith(".pyc") or not os.path.isabs(path) or (
+                cache_dir and (path == cache_dir or path.startswith(cache_dir + os.sep))):
             continue
         try:
             st = os.stat(path)
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            out.append(path)
+            files.append(path)
             mtimes.append(st.st_mtime_ns)
-    return out, mtimes
+        elif stat.S_ISDIR(st.st_mode):
+            digest = watched_inputs.listing_digest(path)
+            if digest is not None:
+                dirs.append(path)
+                digests.append(digest)
+    return files, mtimes, dirs, digests
 
 
 def _restart_capture(config: pytest.Config) -> None:

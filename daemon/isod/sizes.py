@@ -1,9 +1,14 @@
-"""Each test's size and time limit, from its markers and the configuration."""
+"""Each test's size and time limit, from its markers and the configuration.
+
+Read where the tests are collected (the session's zygote or worker: the
+client collects nothing) from the real items, after every modifyitems.
+"""
 
 from __future__ import annotations
 
 import pytest
-from isod.contract import DEFAULT_TIMEOUTS, Size
+
+from .contract import DEFAULT_TIMEOUTS, Size
 
 SIZE_MARKERS = {s.value: s for s in Size}
 
@@ -44,10 +49,40 @@ def _levels(item: pytest.Item):
         yield node.own_markers
 
 
+def _ini(config: pytest.Config, name: str):
+    """An ini value of isod_client's; None where it is not loaded (a worker
+    of a gRPC client that runs pytest without it)."""
+    try:
+        return config.getini(name)
+    except ValueError:
+        return None
+
+
+def default_size(config: pytest.Config) -> Size:
+    """--isod-default-size, else ini isod_default_size, else small."""
+    raw = config.getoption("isod_default_size", None) or _ini(config, "isod_default_size") or "small"
+    try:
+        return Size.parse(raw)
+    except ValueError as e:
+        raise pytest.UsageError(f"isod: {e}") from None
+
+
+def fixture_scopes(item: pytest.Item) -> dict[str, str]:
+    """Its fixtures and their scopes (the size advisor follows a shared
+    fixture's spawns to the tests that use it)."""
+    info = getattr(item, "_fixtureinfo", None)
+    out = {}
+    for name in getattr(info, "names_closure", ()):
+        defs = info.name2fixturedefs.get(name)
+        if defs and name != "request":
+            out[name] = str(getattr(defs[-1], "scope", "function"))
+    return out
+
+
 def limits(config: pytest.Config) -> dict[Size, float]:
     out = {}
     for size, default in DEFAULT_TIMEOUTS.items():
-        raw = config.getini(f"isod_timeout_{size.value}")
+        raw = _ini(config, f"isod_timeout_{size.value}")
         try:
             out[size] = float(raw) if raw not in (None, "") else default
         except ValueError:
@@ -60,7 +95,7 @@ FIXTURE_TIMEOUT_S = 60.0
 
 def fixture_limit(config: pytest.Config) -> float:
     """Seconds a test's setup or teardown may take (the size's limit times the call)."""
-    raw = config.getini("isod_timeout_fixtures")
+    raw = _ini(config, "isod_timeout_fixtures")
     try:
         return float(raw) if raw not in (None, "") else FIXTURE_TIMEOUT_S
     except ValueError:

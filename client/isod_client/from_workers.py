@@ -1,0 +1,50 @@
+"""What isod's workers send, as pytest's own objects: reports and warnings."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+from isod.v1 import isod_pb2 as pb
+
+
+def report_data(raw: bytes) -> dict:
+    """A serialized report for pytest_report_from_serializable: JSON has no
+    tuples, and pytest wants the skip longrepr, location and sections as tuples."""
+    data = json.loads(raw)
+    for key in ("longrepr", "location"):
+        if isinstance(data.get(key), list):
+            data[key] = tuple(data[key])
+    data["sections"] = [tuple(s) for s in data.get("sections", ())]
+    return data
+
+
+def warning_message(w: pb.RecordedWarning) -> warnings.WarningMessage:
+    category = _warning_class(w.category)
+    try:
+        warning = category(w.message) if category is not None else None
+    except Exception:     # a warning class whose constructor wants more than a message
+        warning = None
+    if warning is None:   # that, or a class the client never imported: named in the text
+        category, warning = UserWarning, UserWarning(f"{w.category}: {w.message}")
+    return warnings.WarningMessage(warning, category, w.filename, w.lineno)
+
+
+def _warning_class(name: str) -> type[Warning] | None:
+    """module:qualname back to the class, if the client has that module already.
+
+    The name comes from a worker, i.e. from the tests: importing it would run
+    a module a test wrote in the unsandboxed client. Only modules in
+    sys.modules are looked at, through their __dict__ (no module __getattr__
+    or descriptor runs either); None when the class is not there."""
+    module, _, qualname = name.partition(":")
+    obj = sys.modules.get(module)
+    for part in qualname.split(".") if obj is not None else ():
+        try:
+            obj = vars(obj).get(part)
+        except TypeError:      # no __dict__
+            return None
+    if isinstance(obj, type) and issubclass(obj, Warning):
+        return obj
+    return None
