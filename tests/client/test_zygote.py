@@ -166,7 +166,7 @@ def test_isod_serve_keeps_a_warm_zygote_while_the_suite_is_unchanged(tmp_path, w
     files = {"conftest.py": COUNTING_CONFTEST, "test_who.py": WHO}
     first = run_pytest(tmp_path, files, "-q", "--isod-workers=2", target=daemon.target)
     assert first.rc == 0 and "6 passed" in first.out, first.out
-    assert _collections(tmp_path) == 2                       # the client and the zygote
+    assert _collections(tmp_path) == 2                       # the zygote, and the client reporting it
     second = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
     assert second.rc == 0 and "6 passed" in second.out, second.out
     assert _collections(tmp_path) == 3                       # the client only: the zygote was warm
@@ -191,7 +191,7 @@ def test_isod_serve_keeps_a_warm_zygote_while_the_suite_is_unchanged(tmp_path, w
         "@pytest.mark.small\n@pytest.mark.parametrize('c', CASES)\ndef test_case(c):\n    assert c == '1'\n")
     fifth = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
     assert fifth.rc == 0 and "8 passed" in fifth.out, fifth.out
-    assert _collections(tmp_path) == 9      # the warm zygote lacked the new tests: a new one collected
+    assert _collections(tmp_path) == 9      # a new test file in a listed directory: a new zygote collected
     sixth = run_pytest(tmp_path, {}, "-q", "--isod-workers=2", target=daemon.target)
     assert sixth.rc == 0 and "8 passed" in sixth.out and _collections(tmp_path) == 10, sixth.out  # warm again
     (tmp_path / "cases.txt").write_text("2\n")      # same ids, other content: must not run the old data
