@@ -111,21 +111,23 @@ class Scheduler:
             return sum(len(q) for q in self.queues.values())
         return len(self.queues[cls])
 
-    def classes_to_start(self, workers: list[WorkerView], hint: list[str]) -> list[str]:
+    def classes_to_start(self, workers: list[WorkerView], hint: list[str],
+                         expected: dict[str, int] | None = None) -> list[str]:
         """Classes of the workers to start now, one entry per worker, within
-        the free slots. Before the tests are known, the client's hint."""
+        the free slots. Before the tests are sent, the tests per class of the
+        session's collection (``expected``), else the client's hint."""
         # a retiring worker ran nothing and only finishes: its slot is free already
         serving = [w for w in workers if not w.retiring]
         free = self.slots - len(serving)
         if free <= 0:
             return []
         have = _count(w.cls for w in serving)
-        if not self.loaded:
+        if not self.loaded and expected is None:
             want = [c for c in dict.fromkeys(hint or [SMALL_CLASS]) if c in CLASSES]
             if self.ordered:
                 return [c for c in want if not have.get(c)][:free]
             return _share(free, {c: 1 for c in want}, have, self.slots)
-        counts = {c: self.pending(c) for c in CLASSES}
+        counts = {c: self.pending(c) for c in CLASSES} if self.loaded else {c: expected.get(c, 0) for c in CLASSES}
         if self.ordered:
             return [c for c in CLASSES if counts[c] and not have.get(c)][:free]
         # a class with tests and no worker first, then big queues (a worker

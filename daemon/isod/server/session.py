@@ -85,11 +85,14 @@ class Session:
                         self._on_zygote_collected(ready.collection)
                 else:
                     self._new_zygote()
-            if not self.warm:
+            if self.zygote is None:
+                # each fresh worker collects: the first to start makes the
+                # session's collection. With a zygote, workers start once its
+                # collection says which classes the tests need (forks take ms).
                 self._start_workers(list(self.open.class_hint) or [contract.SMALL_CLASS])
 
-    def _start_workers(self, hint: list[str] = ()) -> None:
-        for cls in self.sched.classes_to_start(list(self.workers.values()), list(hint)):
+    def _start_workers(self, hint: list[str] = (), expected: dict[str, int] | None = None) -> None:
+        for cls in self.sched.classes_to_start(list(self.workers.values()), list(hint), expected):
             self._spawn_worker(cls)
 
     def _new_zygote(self) -> None:
@@ -250,6 +253,15 @@ class Session:
         self.collection_sent = True
         c = col.collection
         self.out.put(pb.DaemonMessage(collection=c))
+        if self.items is None and not (c.usage_error or c.internal_error or c.HasField("exit")) and not self.stopped:
+            # the client will send these tests: their classes' workers start now
+            expected: dict[str, int] = {}
+            for t in c.tests:
+                size = contract.size_from_pb(t.size)
+                if size is not None:
+                    cls = contract.worker_class(size)
+                    expected[cls] = expected.get(cls, 0) + 1
+            self._start_workers(expected=expected)
         why = (c.usage_error or c.internal_error or (c.exit.reason if c.HasField("exit") else "")).strip()
         if why or c.HasField("exit"):
             self._fail(f"collecting raised (the client reports it): {why.splitlines()[-1] if why else 'exit'}")

@@ -20,6 +20,7 @@ id in every worker) or when pytest-cov measures (it starts per process).
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import select
 import signal
@@ -188,6 +189,12 @@ class Zygote:
         # its workers must not reach into it (/proc/PID/mem, ptrace): it forks
         # unfiltered. Each worker is made dumpable again (the daemon reads it).
         _set_dumpable(False)
+        # what it collected lives as long as its workers: out of the garbage
+        # collector's sight (gc.freeze), a worker's collections neither scan
+        # it nor write its object headers (which would copy every page the
+        # fork shares: measured, a worker's last collection cost 11% of its time)
+        gc.collect()
+        gc.freeze()
         wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         old_wakeup = signal.set_wakeup_fd(wake_w)
         old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
