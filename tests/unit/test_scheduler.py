@@ -43,6 +43,19 @@ def test_before_the_tests_are_known_the_hint_decides():
     assert sched.classes_to_start([], []) == [S, S]          # no hint: small
 
 
+def test_the_collection_decides_before_the_tests_are_sent():
+    sched = Scheduler(2)
+    assert sched.classes_to_start([], [S], expected={S: 1}) == [S]          # one test: one worker
+    assert sched.classes_to_start([], [S], expected={P: 40}) == [P, P]      # not the hint's class
+    assert sorted(sched.classes_to_start([], [], expected={S: 3, P: 3})) == [P, S]
+
+
+def test_workers_asked_for_by_number_each_take_a_test():
+    """--isod-workers=N is -n N: no minimum of tests per worker."""
+    assert Scheduler(2, min_tests_each=1).classes_to_start([], [], expected={S: 5}) == [S, S]
+    assert Scheduler(2).classes_to_start([], [], expected={S: 5}) == [S]
+
+
 def test_slots_are_shared_by_the_number_of_tests_of_each_class():
     sched = Scheduler(4)
     sched.load([(S, i) for i in range(30)] + [(P, i) for i in range(10)])

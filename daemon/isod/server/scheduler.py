@@ -32,7 +32,7 @@ from typing import Protocol
 from ..contract import CLASSES, SMALL_CLASS
 
 MAX_IN_FLIGHT = 32
-MIN_TESTS_FOR_ANOTHER_WORKER = 8   # a worker costs a start and a collection: not for a few tests
+MIN_TESTS_FOR_ANOTHER_WORKER = 8   # a worker costs a fork and an exit: not for a few trivial tests
 
 
 class WorkerView(Protocol):
@@ -58,7 +58,10 @@ class Dispatch:
 
 
 class Scheduler:
-    def __init__(self, nworkers: int) -> None:
+    def __init__(self, nworkers: int, min_tests_each: int = MIN_TESTS_FOR_ANOTHER_WORKER) -> None:
+        """``min_tests_each``: tests per worker before a class gets another
+        one (1 when the client asked for its number of workers, as -n does)."""
+        self.min_tests_each = min_tests_each
         self.ordered = nworkers <= 1
         # ordered mode keeps one worker per class (only one runs): ids gw0, gw1
         self.slots = len(CLASSES) if self.ordered else nworkers
@@ -137,7 +140,7 @@ class Scheduler:
             have[c] = have.get(c, 0) + out.count(c)
         while len(out) < free:
             c = max(CLASSES, key=lambda k: counts[k] / (have.get(k, 0) + 1))
-            if counts[c] / (have.get(c, 0) + 1) < MIN_TESTS_FOR_ANOTHER_WORKER:
+            if counts[c] / (have.get(c, 0) + 1) < self.min_tests_each:
                 break
             out.append(c)
             have[c] = have.get(c, 0) + 1

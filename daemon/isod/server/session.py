@@ -19,7 +19,7 @@ import uuid
 
 from .. import contract, policy
 from ..v1 import isod_pb2 as pb
-from .scheduler import Scheduler
+from .scheduler import MIN_TESTS_FOR_ANOTHER_WORKER, Scheduler
 from .worker_handle import WorkerHandle
 from .worker_start import ZYGOTE_NAME, zygote_key
 from .zygote_handle import ZygoteHandle
@@ -42,7 +42,7 @@ class Session:
         self.nworkers = open_msg.workers or default_workers
         self.max_restart = open_msg.max_worker_restart or (4 + self.nworkers)
         self.enforcing = open_msg.enforcement in (pb.ENFORCEMENT_UNSPECIFIED, pb.STRICT)
-        self.sched = Scheduler(self.nworkers)
+        self.sched = Scheduler(self.nworkers, min_tests_each=1 if open_msg.workers else MIN_TESTS_FOR_ANOTHER_WORKER)
         self.testrun_uid = uuid.uuid4().hex
         self.lock = threading.RLock()
         self.workers: dict[str, WorkerHandle] = {}
@@ -270,7 +270,7 @@ class Session:
 
     def _on_zygote_exit(self, z: ZygoteHandle) -> None:
         with self.lock:
-            if not z.collected and not self.stopped and not self.ended:
+            if not z.collected and not z.killed and not self.stopped and not self.ended:
                 self._fail(self._zygote_died_text())
             self._maybe_end()
 
