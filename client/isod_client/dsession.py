@@ -234,8 +234,8 @@ class Controller:
             return
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        reports = [self.config.hook.pytest_report_from_serializable(config=self.config, data=report_data(r.report_json))
-                   for r in res.reports]
+        keywords = dict.fromkeys(res.keywords, 1)
+        reports = [self._phase_report(item, r, keywords) for r in res.reports]
         if res.HasField("interruption"):
             reports = self._interrupted(item, reports, res.interruption)
         lines = tc003.attempt_lines(res) if res.size == pb.SMALL else []
@@ -266,6 +266,14 @@ class Controller:
             ihook.pytest_runtest_logreport(report=rep)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         self.report.add(res, self.sizes.get(res.nodeid, (self.default_size, 0))[0], reports)
+
+    def _phase_report(self, item, r: pb.PhaseReport, keywords: dict) -> TestReport:
+        if r.report_json:
+            return self.config.hook.pytest_report_from_serializable(config=self.config,
+                                                                    data=report_data(r.report_json))
+        # a plain report (worker/plugin.py): its fields, the test's identity
+        return TestReport(item.nodeid, item.location, keywords, r.outcome, None, r.when,
+                          [(s.title, s.content) for s in r.sections], r.duration, r.start, r.stop)
 
     def _interrupted(self, item, reports: list, intr: pb.Interruption) -> list:
         """Complete the reports of a test the daemon ended: a failed phase saying why."""

@@ -316,7 +316,7 @@ class WorkerHandle:
             ended = msg.finished.HasField("exit")
             name_quick_execs(run.events, msg.finished.intents, run.t0_ns, self.pid)
             res = run.result(self.name, intents=msg.finished.intents, warnings=self._strays(run),
-                             recorded_warnings=msg.finished.warnings)
+                             recorded_warnings=msg.finished.warnings, keywords=msg.finished.keywords)
             if ended:
                 res.interruption.kind = pb.Interruption.SESSION_EXIT
                 res.interruption.message = msg.finished.exit.reason

@@ -208,7 +208,7 @@ class SessionReady(_message.Message):
     def __init__(self, workers: _Optional[int] = ..., backend: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class TestResult(_message.Message):
-    __slots__ = ("nodeid", "size", "reports", "events", "intents", "worker", "interruption", "warnings", "recorded_warnings", "events_dropped")
+    __slots__ = ("nodeid", "size", "reports", "events", "intents", "worker", "interruption", "warnings", "recorded_warnings", "events_dropped", "keywords")
     NODEID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,7 @@ class TestResult(_message.Message):
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     RECORDED_WARNINGS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    KEYWORDS_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     size: Size
     reports: _containers.RepeatedCompositeFieldContainer[PhaseReport]
@@ -229,17 +230,36 @@ class TestResult(_message.Message):
     warnings: _containers.RepeatedScalarFieldContainer[str]
     recorded_warnings: _containers.RepeatedCompositeFieldContainer[RecordedWarning]
     events_dropped: int
-    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., worker: _Optional[str] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., recorded_warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., events_dropped: _Optional[int] = ...) -> None: ...
+    keywords: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodeid: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SpawnEvent, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., worker: _Optional[str] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., recorded_warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., events_dropped: _Optional[int] = ..., keywords: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PhaseReport(_message.Message):
-    __slots__ = ("when", "report_json", "t_ns")
+    __slots__ = ("when", "report_json", "t_ns", "outcome", "duration", "start", "stop", "sections")
     WHEN_FIELD_NUMBER: _ClassVar[int]
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
     T_NS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    SECTIONS_FIELD_NUMBER: _ClassVar[int]
     when: str
     report_json: bytes
     t_ns: int
-    def __init__(self, when: _Optional[str] = ..., report_json: _Optional[bytes] = ..., t_ns: _Optional[int] = ...) -> None: ...
+    outcome: str
+    duration: float
+    start: float
+    stop: float
+    sections: _containers.RepeatedCompositeFieldContainer[ReportSection]
+    def __init__(self, when: _Optional[str] = ..., report_json: _Optional[bytes] = ..., t_ns: _Optional[int] = ..., outcome: _Optional[str] = ..., duration: _Optional[float] = ..., start: _Optional[float] = ..., stop: _Optional[float] = ..., sections: _Optional[_Iterable[_Union[ReportSection, _Mapping]]] = ...) -> None: ...
+
+class ReportSection(_message.Message):
+    __slots__ = ("title", "content")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    content: str
+    def __init__(self, title: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class SpawnEvent(_message.Message):
     __slots__ = ("t_ns", "pid", "tid", "ppid", "syscall", "abi", "decision", "latency_ns", "path", "argv", "cwd", "clone_flags", "argv_complete", "phase", "offset_s", "child_pid", "family", "sock_type", "protocol", "host", "port", "violation")
@@ -481,18 +501,20 @@ class TestStarted(_message.Message):
     def __init__(self, nodeid: _Optional[str] = ..., t_ns: _Optional[int] = ...) -> None: ...
 
 class TestFinished(_message.Message):
-    __slots__ = ("nodeid", "intents", "exit", "warnings", "reports")
+    __slots__ = ("nodeid", "intents", "exit", "warnings", "reports", "keywords")
     NODEID_FIELD_NUMBER: _ClassVar[int]
     INTENTS_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
+    KEYWORDS_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     intents: _containers.RepeatedCompositeFieldContainer[Intent]
     exit: SessionExit
     warnings: _containers.RepeatedCompositeFieldContainer[RecordedWarning]
     reports: _containers.RepeatedCompositeFieldContainer[PhaseReport]
-    def __init__(self, nodeid: _Optional[str] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., exit: _Optional[_Union[SessionExit, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ...) -> None: ...
+    keywords: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodeid: _Optional[str] = ..., intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ..., exit: _Optional[_Union[SessionExit, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., reports: _Optional[_Iterable[_Union[PhaseReport, _Mapping]]] = ..., keywords: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SessionExit(_message.Message):
     __slots__ = ("reason", "returncode", "keyboard_interrupt")

@@ -27,6 +27,7 @@ from _thread import get_native_id
 from collections import deque
 
 import pytest
+from _pytest.reports import TestReport
 
 from isod import channel, contract, phase_word, wire
 from isod.v1 import isod_pb2 as pb
@@ -218,6 +219,10 @@ class WorkerPlugin:
         self.warnings: list[pb.RecordedWarning] = []
         self.reports: list[pb.PhaseReport] = []      # the running test's reports
         self.done: pb.WorkerEvent | None = None      # the last test's `finished`, not sent yet
+        self.keywords: dict = {}                     # the running test's, from its reports
+        # reports travel as fields unless a plugin (not pytest's own) serializes them its own way
+        self.plain_reports = all(str(getattr(impl.plugin, "__name__", "")).startswith("_pytest.")
+                                 for impl in config.pluginmanager.hook.pytest_report_to_serializable.get_hookimpls())
         sys.addaudithook(self.intents.hook)
 
     def send(self, **kind) -> None:
@@ -306,6 +311,7 @@ class WorkerPlugin:
         t0_ns = self.intents.start()
         self.warnings = []
         self.reports = []
+        self.keywords = {}
         started = pb.WorkerEvent(started=pb.TestStarted(nodeid=item.nodeid, t_ns=t0_ns))
         if self.done is not None:
             self.chan.send(pb.WorkerEvent(batch=pb.WorkerEvents(events=[self.done, started])).SerializeToString())
@@ -326,7 +332,7 @@ class WorkerPlugin:
 
     def _finished(self, item: pytest.Item, exit: pb.SessionExit | None = None) -> pb.TestFinished:
         return pb.TestFinished(nodeid=item.nodeid, intents=self.intents.take(), warnings=self.warnings,
-                               reports=self.reports, exit=exit)
+                               reports=self.reports, exit=exit, keywords=list(self.keywords))
 
     def _flush(self) -> None:
         """Send the last test's `finished` now (no next test starts yet)."""
@@ -371,13 +377,31 @@ class WorkerPlugin:
             # in this process settle the outcome now (a test whose subtests
             # failed is failed: pytest counts those in this worker's stash)
             self.config.hook.pytest_report_teststatus(report=report, config=self.config)
+        t_ns = time.monotonic_ns()
+        if self.plain_reports and type(report) is TestReport and report.longrepr is None \
+                and not report.user_properties and report.__dict__.keys() <= _PLAIN_REPORT:
+            try:
+                self.reports.append(pb.PhaseReport(
+                    when=report.when, t_ns=t_ns, outcome=report.outcome, duration=report.duration,
+                    start=report.start, stop=report.stop,
+                    sections=[pb.ReportSection(title=title, content=content) for title, content in report.sections]))
+                self.keywords = report.keywords
+                return
+            except (ValueError, TypeError):     # text protobuf cannot carry (a lone surrogate): as JSON
+                pass
         data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
         payload = json.dumps(data, default=repr).encode()
         if len(payload) > REPORT_MAX:
             payload = _shrink_to_fit(data)
         # all three travel in `finished` (one message per test); the phase
         # word tells the daemon how setup went if the test is killed later
-        self.reports.append(pb.PhaseReport(when=report.when, report_json=payload, t_ns=time.monotonic_ns()))
+        self.reports.append(pb.PhaseReport(when=report.when, report_json=payload, t_ns=t_ns))
+
+
+# what pytest's own TestReport holds: a report with more (xfail's wasxfail, a
+# plugin's attribute) or a failure travels as pytest serializes it
+_PLAIN_REPORT = frozenset({"nodeid", "location", "keywords", "outcome", "longrepr", "when", "user_properties",
+                           "sections", "duration", "start", "stop"})
 
 
 def _denied(e: BaseException) -> bool:
