@@ -11,12 +11,15 @@ from isod.v1 import isod_pb2 as pb
 
 def report_data(raw: bytes) -> dict:
     """A serialized report for pytest_report_from_serializable: JSON has no
-    tuples, and pytest wants the skip longrepr, location and sections as tuples."""
+    tuples, and pytest makes the skip longrepr, location, sections and user
+    properties tuples."""
     data = json.loads(raw)
     for key in ("longrepr", "location"):
         if isinstance(data.get(key), list):
             data[key] = tuple(data[key])
     data["sections"] = [tuple(s) for s in data.get("sections", ())]
+    if isinstance(data.get("user_properties"), list):
+        data["user_properties"] = [tuple(p) if isinstance(p, list) else p for p in data["user_properties"]]
     return data
 
 
