@@ -1,4 +1,8 @@
-"""`isod serve`: the gRPC server, its address, health, and graceful stop."""
+"""`isod serve`: its options, its address, its backends, then the gRPC server (grpc_server.py).
+
+gRPC is imported only once an embedded daemon's zygote has started (its
+import is a tenth of a second on the path to the first test).
+"""
 
 from __future__ import annotations
 
@@ -12,27 +16,17 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent import futures
-
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from ..contract import EMBEDDED_DIR_PREFIX, Size
 from ..sandbox import SandboxError, open_backend
 from ..sandbox.watch import WatchBackend
-from ..v1 import isod_pb2 as pb
-from ..v1 import isod_pb2_grpc as pb_grpc
-from .auth import TokenInterceptor, read_token, tls_credentials
 from .limits import LimitsConfig
-from .service import IsodService
+from .prestart import start_zygote
 from .session import default_workers
 from .strays import remove_stale_cgroups
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Isod"].full_name
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-MAX_MESSAGE = 256 << 20
 MAX_WORKERS = 256          # what a session may ask for (service.py)
 SUN_PATH_MAX = 107         # bytes of a Unix socket path (sockaddr_un.sun_path, less the NUL)
 
@@ -210,8 +204,12 @@ def _serve(listen, workers, backend_name, token_file, exit_with_parent, grace, t
     listen = listen or default_listen()
     path = check_listen(listen)
     try:
-        token = read_token(token_file) if token_file else None
-        tls = tls_credentials(tls_cert, tls_key)
+        token = tls = None
+        if token_file or tls_cert or tls_key:
+            from .auth import read_token, tls_credentials  # gRPC's: only when asked (see below)
+
+            token = read_token(token_file) if token_file else None
+            tls = tls_credentials(tls_cert, tls_key)
     except SystemExit as e:       # auth.py's refusals, one line each naming the option
         raise UsageError(str(e.code).removeprefix("isod serve: ")) from None
     if path is None and token is None:
@@ -244,59 +242,15 @@ def _serve(listen, workers, backend_name, token_file, exit_with_parent, grace, t
         raise UsageError(f"--backend {backend_name}: {e}") from None
     native = WatchBackend()
     nworkers = workers or default_workers()
+    # an embedded daemon's session: its zygote (an interpreter, pytest, the
+    # collection) starts before gRPC is imported and the server built
+    early = start_zygote(prestart, {"trap": backend, "native": native}, nworkers, limits_config,
+                         log) if prestart else None
+    from .grpc_server import serve_grpc
+    from .service import IsodService
+
     service = IsodService(backend, log, nworkers, listen, kernel_features(), limits_config, native=native,
                           warm_zygotes=warm_zygotes)
-    if prestart:
-        service.prestart(prestart)
-    interceptors = [TokenInterceptor(token, log)] if token else []
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="isod-grpc"),
-        interceptors=interceptors, maximum_concurrent_rpcs=200,
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE),
-                 # clients ping every 5 s to notice a dead daemon; gRPC's server default
-                 # (one ping per 5 min without data) would end a quiet session with "too many pings"
-                 ("grpc.http2.min_recv_ping_interval_without_data_ms", 4000),
-                 ("grpc.http2.max_ping_strikes", 0),
-                 ("grpc.keepalive_permit_without_calls", 1)],
-    )
-    pb_grpc.add_IsodServicer_to_server(service, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    try:
-        port = server.add_secure_port(listen, tls) if tls else server.add_insecure_port(listen)
-    except RuntimeError as e:
-        raise UsageError(f"--listen: cannot listen on {listen}: {e}") from None
-    if path is None and port == 0:
-        raise UsageError(f"--listen: cannot listen on {listen}")
-    if path is None:
-        listen = service.listen = f"{listen.rsplit(':', 1)[0]}:{port}"   # HOST:0 picks a free port: say which
-    server.start()
-    if path is not None:
-        os.chmod(path, 0o600)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reason = getattr(backend, "reason", "")
-    security = (" (TLS)" if tls else "") + (" (bearer token required)" if token else "")
-    log(f"serving on {listen}{security} (backend {backend.name}{': ' + reason if reason else ''}; "
-        f"medium and larger tests: {native.reason}; {nworkers} workers per session)")
-
-    stopping.wait()
-    log(f"stopping: no new sessions; running tests get {grace:g} s")
-    service.accepting = False
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    done = server.stop(grace)
-    deadline = time.monotonic() + grace
-    while service.sessions and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for s in list(service.sessions.values()):
-        s.abort()
-    service.zygotes.close()
-    done.wait(grace + 1)
-    backend.close()
-    native.close()
-    if path is not None and os.path.exists(path):
-        os.unlink(path)
-    log("stopped")
-    return 0
+    if early is not None:
+        service.zygotes.prestart(early)
+    return serve_grpc(service, listen, path, tls, token, grace, stopping, log)

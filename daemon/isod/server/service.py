@@ -8,10 +8,8 @@ import queue
 import sys
 import threading
 import time
-import uuid
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from .. import __version__, contract
 from ..sandbox import SandboxError
@@ -19,69 +17,9 @@ from ..sandbox.watch import WatchBackend
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
 from . import peers
-from .session import Session, session_wants_zygote
-from .zygote_handle import ZygoteHandle
+from .requests import Reject, validate_open, validate_run
+from .session import Session
 from .zygote_pool import ZygotePool
-
-MAX_ITEMS = 1_000_000
-MAX_NODEID = 65536
-MAX_TIMEOUT_S = 7 * 86400.0
-
-
-class Reject(Exception):
-    """A request the daemon will not serve; becomes a gRPC status for the client."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def validate_open(msg: pb.ClientMessage) -> pb.SessionOpen:
-    if msg is None:
-        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, "the session stream ended before `open`")
-    if msg.WhichOneof("kind") != "open":
-        raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
-                     f"the first message of a session must be `open`, got `{msg.WhichOneof('kind')}`")
-    o = msg.open
-    for what, text in (("python", o.python), ("cwd", o.cwd), ("launch", o.launch),
-                       *(("pytest_args", a) for a in o.pytest_args)):
-        if "\0" in text:
-            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.{what} has a NUL byte: {text[:80]!r}")
-    for key, value in o.env.items():
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
-                         f"open.env has an entry no process can have: {key[:80]!r}={value[:80]!r}")
-    if not o.python or not os.path.isabs(o.python):
-        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.python must be an absolute path, got {o.python!r}")
-    if not os.access(o.python, os.X_OK) or os.path.isdir(o.python):
-        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.python {o.python!r} is not an executable file")
-    if not o.cwd or not os.path.isdir(o.cwd):
-        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.cwd {o.cwd!r} is not a directory")
-    if o.launch not in ("", "-m") and not (os.path.isabs(o.launch) and os.path.isfile(o.launch)):
-        raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
-                     f"open.launch must be '-m' or the absolute path of a script, got {o.launch!r}")
-    if o.workers > 256:
-        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"open.workers={o.workers} is more than 256")
-    return o
-
-
-def validate_run(run: pb.RunTests) -> None:
-    if len(run.items) > MAX_ITEMS:
-        raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"{len(run.items)} tests is more than {MAX_ITEMS}")
-    seen = set()
-    for it in run.items:
-        if not it.nodeid or len(it.nodeid) > MAX_NODEID:
-            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"bad node id {it.nodeid[:80]!r}")
-        if it.size not in (pb.SMALL, pb.MEDIUM, pb.LARGE, pb.XLARGE):
-            raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
-                         f"test {it.nodeid!r} has an unknown size ({it.size}); known: small, medium, large, xlarge")
-        if not 0 <= it.timeout_s <= MAX_TIMEOUT_S:   # also rejects NaN and inf
-            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"test {it.nodeid!r} has a bad timeout {it.timeout_s} "
-                                                            f"(0 for none, at most {MAX_TIMEOUT_S:g} s)")
-        if it.nodeid in seen:
-            raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"test {it.nodeid!r} is listed twice")
-        seen.add(it.nodeid)
-
 
 BATCH = 256
 BATCH_BYTES = 4 << 20     # a batch of big results (long captured output) stays one result each
@@ -143,23 +81,6 @@ class IsodService(pb_grpc.IsodServicer):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def prestart(self, path: str) -> None:
-        """An embedded daemon is told at start which session it will serve:
-        that session's zygote starts now (its interpreter, pytest and the
-        collection), while the server starts and the client collects."""
-        try:
-            with open(path, "rb") as f:
-                opened = validate_open(pb.ClientMessage(open=pb.SessionOpen.FromString(f.read())))
-            if not session_wants_zygote(opened, self.backends):
-                return
-            z = ZygoteHandle(self.native, opened, worker_count=opened.workers or self.default_workers,
-                             testrun_uid=uuid.uuid4().hex, limits=self.limits, on_collected=None,
-                             on_output=lambda data, is_err: None, on_exit=lambda z: None)
-        except (OSError, DecodeError, Reject, ValueError, SandboxError) as e:
-            self.log(f"no zygote started ahead of the session: {e}")
-            return
-        self.zygotes.prestart(z)
-
     def Session(self, request_iterator, context):
         if not self.accepting:
             context.abort(grpc.StatusCode.UNAVAILABLE, "isod is shutting down; no new sessions")
@@ -167,7 +88,7 @@ class IsodService(pb_grpc.IsodServicer):
             opened = validate_open(next(request_iterator, None))
         except Reject as r:
             self.log(f"rejected a session: {r}")
-            context.abort(r.code, str(r))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(r))
         intruder = self._sandboxed_peer()
         if intruder:
             self.log(f"refused a session from inside a sandbox: {intruder}")
@@ -190,7 +111,7 @@ class IsodService(pb_grpc.IsodServicer):
                              name=f"isod-{sid}-client", daemon=True).start()
             for msg in batched(session.out):
                 if isinstance(msg, Reject):
-                    context.abort(msg.code, str(msg))
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(msg))
                 yield msg
         finally:
             session.abort()
@@ -209,10 +130,9 @@ class IsodService(pb_grpc.IsodServicer):
                 elif kind == "finish":
                     pass   # the tests were all sent with `run`
                 else:
-                    raise Reject(grpc.StatusCode.INVALID_ARGUMENT, f"unexpected `{kind}` message mid-session")
+                    raise Reject(f"unexpected `{kind}` message mid-session")
             if session.items is None:
-                raise Reject(grpc.StatusCode.INVALID_ARGUMENT,
-                             "the client ended its requests before sending its tests (`run`)")
+                raise Reject("the client ended its requests before sending its tests (`run`)")
         except Reject as r:
             self.log(f"session {session.sid} rejected: {r}")
             session.out.put(r)     # ahead of the end that abort() queues
