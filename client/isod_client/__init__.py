@@ -87,12 +87,18 @@ def _test_categories_will_load(pluginmanager) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_configure")
+def pytest_configure_isod_session(config: pytest.Config) -> None:
+    """After every other plugin's configure (the temp dir factory, the
+    cache): the session is known, and the embedded daemon starts with it
+    before the client imports gRPC (its start and its zygote's collection
+    overlap the client's own start)."""
     if os.environ.get("ISOD_WORKER_FD"):
         return   # inside a worker: the daemon's worker plugin runs things there
     if config.option.collectonly or getattr(config.option, "help", False):
         return
-    from .dsession import Controller
-
     enforcement = (config.getoption("test_categories_enforcement", None)
                    or config.getini("test_categories_enforcement") or "strict").strip().lower()
     if enforcement not in ENFORCEMENTS:
@@ -102,6 +108,23 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") != "no":
         raise pytest.UsageError("isod: pytest-xdist's -n and isod both run the tests in other processes; "
                                 "drop -n and use --isod-workers N")
-    controller = Controller(config, enforcement, default_size)
+    from .session_open import check_usage, session_open
+
+    check_usage(config)
+    open_msg = session_open(config, enforcement, default_size)
+    daemon = None
+    if not config.getoption("isod_target"):
+        from .embedded import EmbeddedDaemon
+
+        daemon = EmbeddedDaemon(config.getoption("isod_backend"), config.getoption("isod_workers"))
+        daemon.start(open_msg)
+    try:
+        from .dsession import Controller  # gRPC is imported here
+
+        controller = Controller(config, enforcement, default_size, open_msg, daemon)
+    except BaseException:
+        if daemon is not None:
+            daemon.stop(graceful=False)
+        raise
     controller.link.tls_ca = config.getoption("isod_tls_ca")
     config.pluginmanager.register(controller, "isod-controller")

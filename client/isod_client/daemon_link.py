@@ -1,30 +1,25 @@
-"""Reaching a daemon: the configured one, or a private embedded `isod serve`.
+"""Reaching a daemon: the configured one, or the private embedded `isod serve`
+(embedded.py, started before this module imports gRPC).
 
 The session stream is opened from a background thread as soon as pytest
-starts, so the daemon (and its workers' collection) starts while the client
-collects; `RunTests` follows when the client's collection is done.
+starts; the client waits for the session's collection, then sends `RunTests`.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from isod.contract import EMBEDDED_DIR_PREFIX
 from isod.v1 import isod_pb2 as pb
 from isod.v1 import isod_pb2_grpc as pb_grpc
 
+from .embedded import TOKEN_ENV, EmbeddedDaemon
+
 START_TIMEOUT = 30.0      # an embedded daemon we started
-WATCH_PERIOD_S = 0.5      # how often the client looks whether its embedded daemon was stopped
 CONNECT_TIMEOUT = 10.0    # a configured one, which should be up already
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 << 20),
@@ -40,84 +35,8 @@ CHANNEL_OPTIONS = [
 ]
 
 
-TOKEN_ENV = "ISOD_TOKEN"
-
-
 class LinkError(Exception):
     """The daemon could not be reached or started; the message says which and why."""
-
-
-class EmbeddedDaemon:
-    """A private `isod serve` on a temporary Unix socket, for this run only."""
-
-    def __init__(self, backend: str | None, workers: int | None) -> None:
-        self.dir = tempfile.mkdtemp(prefix=EMBEDDED_DIR_PREFIX)
-        os.chmod(self.dir, 0o700)
-        self.target = "unix://" + os.path.join(self.dir, "isod.sock")
-        self.log_path = os.path.join(self.dir, "daemon.log")
-        self.backend, self.workers = backend, workers
-        self.proc: subprocess.Popen | None = None
-        self.resumed = 0            # times something stopped the daemon and the watchdog continued it
-        self._stopping = threading.Event()
-
-    def start(self, session: pb.SessionOpen) -> None:
-        """Start it with the session it will serve: it starts that session's
-        zygote (imports pytest, collects) while it starts its own server."""
-        prestart = os.path.join(self.dir, "session.pb")
-        with open(prestart, "wb") as f:
-            f.write(session.SerializeToString())
-        argv = [sys.executable, "-m", "isod", "serve", "--listen", self.target, "--exit-with-parent", str(os.getpid()),
-                "--prestart", prestart]
-        if self.backend:
-            argv += ["--backend", self.backend]
-        if self.workers:
-            argv += ["--workers", str(self.workers)]
-        env = dict(os.environ)
-        env.pop("ISOD_TARGET", None)
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
-        threading.Thread(target=self._watch, name="isod-embedded-watch", daemon=True).start()
-
-    def _watch(self) -> None:
-        """A test can SIGSTOP its worker's parent, the daemon (same uid): the
-        session would then wait forever. Ours, we continue it."""
-        stat = f"/proc/{self.proc.pid}/stat"
-        while not self._stopping.wait(WATCH_PERIOD_S):
-            try:
-                with open(stat, "rb") as f:
-                    state = f.read().rpartition(b")")[2].split()[0]
-            except (OSError, IndexError):
-                return
-            if state in (b"T", b"t"):
-                self.resumed += 1
-                try:
-                    os.kill(self.proc.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    return
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace").strip()
-        except OSError:
-            return ""
-
-    def stop(self, graceful: bool = True) -> None:
-        """SIGTERM (its workers get the grace period), or SIGKILL when the
-        session already ended and no worker is left to look after."""
-        self._stopping.set()
-        if self.proc is None:           # never started (the session did not open)
-            shutil.rmtree(self.dir, ignore_errors=True)
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def wait_healthy(channel: grpc.Channel, timeout: float, daemon: EmbeddedDaemon | None,
@@ -151,8 +70,9 @@ def wait_healthy(channel: grpc.Channel, timeout: float, daemon: EmbeddedDaemon |
 class Link:
     """One session stream: `send` client messages, iterate `responses`."""
 
-    def __init__(self, target: str | None, token: str | None, backend: str | None, workers: int | None) -> None:
-        self.daemon = None if target else EmbeddedDaemon(backend, workers)
+    def __init__(self, target: str | None, token: str | None, daemon: EmbeddedDaemon | None = None) -> None:
+        """``daemon``: the embedded one, already started (embedded.py), when no target is given."""
+        self.daemon = daemon
         self.target = target or self.daemon.target
         self.token = token
         self.tls_ca: str | None = None   # a PEM CA file: connect with TLS (--isod-tls-ca)
@@ -166,11 +86,6 @@ class Link:
         self._channel_lock = threading.Lock()      # a call starts on the channel, or the channel closes
 
     def open_async(self, open_msg: pb.SessionOpen) -> None:
-        if self.daemon is not None:
-            session = pb.SessionOpen()
-            session.CopyFrom(open_msg)
-            session.env.pop(TOKEN_ENV, None)
-            self.daemon.start(session)
         self._opener = threading.Thread(target=self._open, args=(open_msg,), name="isod-link", daemon=True)
         self._opener.start()
 

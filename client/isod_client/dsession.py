@@ -24,11 +24,10 @@ from isod.v1 import isod_pb2 as pb
 
 from . import remote_collection, tc001, tc003
 from .daemon_link import Link, LinkError
+from .embedded import EmbeddedDaemon
 from .from_workers import report_data, warning_message
 from .report_file import ReportFile
-from .worker_args import launch, worker_args
-
-ENFORCEMENT_TO_PB = {"strict": pb.STRICT, "warn": pb.WARN, "off": pb.OFF}
+from .session_open import HINT_KEY
 
 
 class IsodViolationWarning(pytest.PytestWarning):
@@ -36,15 +35,17 @@ class IsodViolationWarning(pytest.PytestWarning):
 
 
 class Controller:
-    def __init__(self, config: pytest.Config, enforcement: str, default_size: Size) -> None:
+    def __init__(self, config: pytest.Config, enforcement: str, default_size: Size, open_msg: pb.SessionOpen,
+                 daemon: EmbeddedDaemon | None) -> None:
         self.config = config
+        self.open_msg = open_msg
         self.enforcement = enforcement
         self.default_size = default_size
         self.limits = limits(config)
         self.sizes: dict[str, tuple[Size, float]] = {}
         self.violators: list[tuple[str, list[str]]] = []
         self.net_violators: list[tuple[str, list[str]]] = []    # TC001 (tc001.py)
-        self.network = tc001.enabled(config)                    # --isod-network on|off
+        self.network = tc001.enabled(config)                    # --isod-network on|off (session_open.py too)
         self.outside: list[pb.OutsideTests] = []     # calls made while no test ran, per worker
         self.unmarked = 0                            # tests without a size marker
         self.session_exit: pb.SessionExit | None = None   # a test called pytest.exit / raised KeyboardInterrupt
@@ -52,46 +53,16 @@ class Controller:
         self.report = ReportFile(config.getoption("isod_report"), self.limits,
                                  keep=config.getoption("isod_suggest_sizes", False), default_size=default_size,
                                  rootdir=str(config.rootpath))
-        self.link = Link(config.getoption("isod_target"), os.environ.get("ISOD_TOKEN"),
-                         config.getoption("isod_backend"), config.getoption("isod_workers"))
+        self.link = Link(config.getoption("isod_target"), os.environ.get("ISOD_TOKEN"), daemon)
 
-    # --- start early: the daemon and its workers warm up while we collect ---
+    # --- the session opens as pytest starts (session_open.py) -------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.config.option.collectonly:
-            return
-        opts = self.config.option
-        if getattr(opts, "usepdb", False) or getattr(opts, "trace", False):
-            raise pytest.UsageError("isod: --pdb and --trace cannot reach tests that run in isod's sandboxed "
-                                    "workers; run this test without -p isod_client to debug it")
-        workers = opts.isod_workers or 0
-        if getattr(opts, "stepwise", False) or getattr(opts, "stepwise_skip", False):
-            workers = 1   # --sw stops at the first failure in collection order: one worker keeps that order
-        self.link.open_async(pb.SessionOpen(
-            python=sys.executable, cwd=str(self.config.invocation_params.dir),
-            env=tc001.session_env(worker_env(self.config), self.network, self.enforcement),
-            pytest_args=worker_args(self.config) + self._basetemp(), workers=workers,
-            enforcement=ENFORCEMENT_TO_PB[self.enforcement],
-            max_worker_restart=opts.isod_max_worker_restart or 0, class_hint=self._class_hint(),
-            launch=launch()))
-
-    # The daemon starts workers while we collect; a worker's class (its
-    # kernel filter) is fixed at launch, so it asks which classes to expect:
-    # those of the last run (pytest's cache), else the default size's.
-    _HINT_KEY = "isod/worker-classes"
-
-    def _class_hint(self) -> list[str]:
-        cache = getattr(self.config, "cache", None)
-        last = cache.get(self._HINT_KEY, None) if cache is not None else None
-        if isinstance(last, list) and all(isinstance(c, str) for c in last) and last:
-            return last
-        # no memory of a last run: the default size's class (a worker of
-        # another class starts when the tests need one; no class starts idle)
-        return [worker_class(self.default_size)]
+        self.link.open_async(self.open_msg)
 
     def _remember_classes(self) -> None:
         cache = getattr(self.config, "cache", None)
         if cache is not None and self.sizes:
-            cache.set(self._HINT_KEY, sorted({worker_class(size) for size, _ in self.sizes.values()}))
+            cache.set(HINT_KEY, sorted({worker_class(size) for size, _ in self.sizes.values()}))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:
@@ -130,17 +101,6 @@ class Controller:
             self.report.collected(item.nodeid, test.marked, dict(test.fixtures))
             self.sizes[item.nodeid] = (size_from_pb(test.size), test.timeout_s)
         self._remember_classes()
-
-    def _basetemp(self) -> list[str]:
-        """One base temp dir for the session, made here (pytest-xdist does the
-        same); each worker uses its own subdirectory (the worker plugin)."""
-        factory = getattr(self.config, "_tmp_path_factory", None)
-        if factory is None:
-            return []
-        base = factory.getbasetemp()      # a given --basetemp is emptied here, as plain pytest does
-        if self.config.option.basetemp:
-            return []    # already in the workers' arguments; each worker takes a subdirectory of it
-        return [f"--basetemp={base}"]
 
     # --- the run loop -------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -377,16 +337,6 @@ class Controller:
     def pytest_sessionfinish(self, session) -> None:
         self.report.write()
         self.link.close(session_ended=self.ended)
-
-
-def worker_env(config: pytest.Config | None = None) -> dict[str, str]:
-    """The client's environment for its workers, less isod's own secrets and
-    addresses; with a config, plus what xdist's workers get (xdist_nodes.py)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ISOD_TOKEN", "ISOD_TARGET")}
-    if config is not None:
-        from .xdist_nodes import launch_env
-        env.update(launch_env(config))
-    return env
 
 
 def _lost_setup(item, outcome: str) -> TestReport:
