@@ -84,9 +84,15 @@ def _test_categories_will_load(pluginmanager) -> bool:
     return not any(pluginmanager.is_blocked(n) for n in names)
 
 
+_IN_WORKER = pytest.StashKey[bool]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
+    # read now: a worker takes its channel out of the environment at the end
+    # of its own configure (isod/worker/plugin.py), before the hook below
+    config.stash[_IN_WORKER] = bool(os.environ.get("ISOD_WORKER_FD"))
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_configure")
@@ -95,7 +101,7 @@ def pytest_configure_isod_session(config: pytest.Config) -> None:
     cache): the session is known, and the embedded daemon starts with it
     before the client imports gRPC (its start and its zygote's collection
     overlap the client's own start)."""
-    if os.environ.get("ISOD_WORKER_FD"):
+    if config.stash.get(_IN_WORKER, False):
         return   # inside a worker: the daemon's worker plugin runs things there
     if config.option.collectonly or getattr(config.option, "help", False):
         return
