@@ -194,6 +194,11 @@ def test_forks_as_it_ends(i):
     threading.Thread(target=late, daemon=True).start()
     go.set()          # the thread forks as the test ends, or during the next one
 
+@pytest.mark.small
+def test_zz_last_small():
+    import time
+    time.sleep(0.1)   # the last racing thread forks before its worker can end (not after it exited)
+
 @pytest.mark.medium
 def test_medium_after_them():
     pass
