@@ -109,3 +109,21 @@ def test_a_denial_wrapped_by_the_hook_still_counts():
             raise RuntimeError("screenshot failed") from inner
     except RuntimeError as e:
         assert plugin._denied(e)
+
+
+def test_a_passing_report_is_plain_and_one_with_more_is_not():
+    """Plain reports travel as protobuf fields; pytest's runner makes them
+    with these attributes (pytest 9 keeps the node id as `_id`)."""
+    from _pytest.reports import TestReport
+    from isod.worker.plugin import plain_report
+
+    def report(**more):
+        return TestReport("t.py::test_a", ("t.py", 0, "test_a"), {"test_a": 1}, "passed", None, "call",
+                          [("Captured stdout call", "hi\n")], 0.1, 1.0, 1.1, **more)
+
+    assert plain_report(report())
+    assert not plain_report(report(user_properties=[("k", 1)]))
+    assert not plain_report(report(wasxfail="reason"))        # xfail's attribute
+    failed = report()
+    failed.longrepr = "boom"
+    assert not plain_report(failed)

@@ -378,8 +378,7 @@ class WorkerPlugin:
             # failed is failed: pytest counts those in this worker's stash)
             self.config.hook.pytest_report_teststatus(report=report, config=self.config)
         t_ns = time.monotonic_ns()
-        if self.plain_reports and type(report) is TestReport and report.longrepr is None \
-                and not report.user_properties and report.__dict__.keys() <= _PLAIN_REPORT:
+        if self.plain_reports and plain_report(report):
             try:
                 self.reports.append(pb.PhaseReport(
                     when=report.when, t_ns=t_ns, outcome=report.outcome, duration=report.duration,
@@ -398,10 +397,17 @@ class WorkerPlugin:
         self.reports.append(pb.PhaseReport(when=report.when, report_json=payload, t_ns=t_ns))
 
 
-# what pytest's own TestReport holds: a report with more (xfail's wasxfail, a
-# plugin's attribute) or a failure travels as pytest serializes it
-_PLAIN_REPORT = frozenset({"nodeid", "location", "keywords", "outcome", "longrepr", "when", "user_properties",
-                           "sections", "duration", "start", "stop"})
+# what pytest's own TestReport holds (its node id as `_id` since pytest 9):
+# a report with more (xfail's wasxfail, a plugin's attribute) or a failure
+# travels as pytest serializes it
+_PLAIN_REPORT = frozenset({"nodeid", "_id", "location", "keywords", "outcome", "longrepr", "when",
+                           "user_properties", "sections", "duration", "start", "stop"})
+
+
+def plain_report(report) -> bool:
+    """A report its fields carry whole (PhaseReport.outcome, times, sections)."""
+    return (type(report) is TestReport and report.longrepr is None and not report.user_properties
+            and report.__dict__.keys() <= _PLAIN_REPORT)
 
 
 def _denied(e: BaseException) -> bool:
