@@ -645,11 +645,16 @@ def where_md(extra: dict, profile: dict, daemon_start: float | None, results: di
             L.append("Top frames (self): " + "; ".join(f"`{f}` {100 * n / p.samples:.0f}%" for f, n in p.top_self[:6])
                      + "\n")
     if profile.get("micro"):
-        L += ["### Serialization per test (in-process floor, bench/micro.py)\n", "| step | µs per test |", "|---|---:|"]
-        for step, us in profile["micro"]:
-            L.append(f"| {step} | {us:.1f} |")
-        L.append(f"| total | {sum(us for _, us in profile['micro']):.1f} |")
-        L.append("")
+        paths = profile["micro"]
+        if isinstance(paths, list):        # a pickle of an older run: one path
+            paths = {"JSON": paths}
+        L += ["### Serialization per test (in-process floor, bench/micro.py)\n"]
+        for path, rows in paths.items():
+            L += [f"| {path}: step | µs per test |", "|---|---:|"]
+            for step, us in rows:
+                L.append(f"| {step} | {us:.1f} |")
+            L.append(f"| total | {sum(us for _, us in rows):.1f} |")
+            L.append("")
     return "\n".join(L)
 
 

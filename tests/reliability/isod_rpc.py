@@ -147,7 +147,7 @@ class SessionOutcome:
             if r.HasField("interruption"):
                 out[r.nodeid] = "interrupted"
                 continue
-            phases = {p.when: json.loads(p.report_json)["outcome"] for p in r.reports}
+            phases = {p.when: p.outcome or json.loads(p.report_json)["outcome"] for p in r.reports}   # plain, or JSON
             out[r.nodeid] = "failed" if "failed" in phases.values() else phases.get("call", "?")
         return out
 
