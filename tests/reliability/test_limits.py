@@ -89,7 +89,10 @@ def test_sh_fork_bomb_hits_the_pids_cap_and_the_sweep_kills_the_sleepers(tree):
     assert 0 < len(members) <= 16
     swept = t.limits.sweep()
     assert {pid for pid, _ in swept} == members
-    assert all(cmd == "sleep 30" for _, cmd in swept), swept
+    # sleepers; one caught inside its exec shows its name only ("sleep"), one
+    # caught between the shell's fork and its exec is still the shell
+    assert all(cmd.split()[:1] in (["sleep"], ["sh"]) for _, cmd in swept), swept
+    assert sum(cmd == "sleep 30" for _, cmd in swept) >= len(swept) - 2, swept
     assert t.limits.members() == set()
     assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
                for pid, _ in swept)
