@@ -236,16 +236,23 @@ def _serve(listen, workers, backend_name, token_file, exit_with_parent, grace, t
 
     for pid, cmd in remove_stale_cgroups():
         log(f"killed {pid} ({cmd}), left in the cgroup of a daemon that died")
-    try:
-        backend = open_backend(backend_name)
-    except SandboxError as e:
-        raise UsageError(f"--backend {backend_name}: {e}") from None
     native = WatchBackend()
     nworkers = workers or default_workers()
     # an embedded daemon's session: its zygote (an interpreter, pytest, the
-    # collection) starts before gRPC is imported and the server built
-    early = start_zygote(prestart, {"trap": backend, "native": native}, nworkers, limits_config,
-                         log) if prestart else None
+    # collection) starts first, before the trap backend's probe and before
+    # gRPC is imported and the server built; a tracer (ptrace) must be its
+    # workers' parent, so there it has no zygote
+    early = start_zygote(prestart, native, nworkers, limits_config, log) \
+        if prestart and backend_name != "ptrace" else None
+    try:
+        backend = open_backend(backend_name)
+    except SandboxError as e:
+        if early is not None:
+            early.kill()
+        raise UsageError(f"--backend {backend_name}: {e}") from None
+    if early is not None and not hasattr(backend, "adopt"):     # auto fell back to ptrace
+        early.kill()
+        early = None
     from .grpc_server import serve_grpc
     from .service import IsodService
 

@@ -20,14 +20,16 @@ from .session import session_wants_zygote
 from .zygote_handle import ZygoteHandle
 
 
-def start_zygote(path: str, backends: dict, default_workers: int, limits, log) -> ZygoteHandle | None:
-    """The zygote of the session in FILE; None (said in the log) when it cannot start."""
+def start_zygote(path: str, native, default_workers: int, limits, log) -> ZygoteHandle | None:
+    """The zygote of the session in FILE, under the native backend (the caller
+    checks that the trap backend can adopt its workers); None (said in the
+    log) when it cannot start."""
     try:
         with open(path, "rb") as f:
             opened = validate_open(pb.ClientMessage(open=pb.SessionOpen.FromString(f.read())))
-        if not session_wants_zygote(opened, backends):
+        if not session_wants_zygote(opened, {"native": native}):
             return None
-        return ZygoteHandle(backends["native"], opened, worker_count=opened.workers or default_workers,
+        return ZygoteHandle(native, opened, worker_count=opened.workers or default_workers,
                             testrun_uid=uuid.uuid4().hex, limits=limits, on_collected=None,
                             on_output=lambda data, is_err: None, on_exit=lambda z: None)
     except (OSError, DecodeError, ValueError, SandboxError) as e:     # Reject is a ValueError
