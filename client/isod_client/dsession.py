@@ -25,7 +25,7 @@ from isod.v1 import isod_pb2 as pb
 from . import remote_collection, tc001, tc003
 from .daemon_link import Link, LinkError
 from .embedded import EmbeddedDaemon
-from .from_workers import report_data, warning_message
+from .from_workers import report_data, restore_text_longrepr, warning_message
 from .report_file import ReportFile
 from .session_open import HINT_KEY
 
@@ -229,8 +229,10 @@ class Controller:
 
     def _phase_report(self, item, r: pb.PhaseReport, keywords: dict) -> TestReport:
         if r.report_json:
-            return self.config.hook.pytest_report_from_serializable(config=self.config,
-                                                                    data=report_data(r.report_json))
+            data = report_data(r.report_json)
+            rep = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
+            restore_text_longrepr(rep, data)
+            return rep
         # a plain report (worker/plugin.py): its fields, the test's identity
         return TestReport(item.nodeid, item.location, keywords, r.outcome, None, r.when,
                           [(s.title, s.content) for s in r.sections], r.duration, r.start, r.stop)

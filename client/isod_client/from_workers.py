@@ -6,6 +6,8 @@ import json
 import sys
 import warnings
 
+from _pytest._code.code import TerminalRepr
+from isod.contract import TEXT_LONGREPR
 from isod.v1 import isod_pb2 as pb
 
 
@@ -21,6 +23,28 @@ def report_data(raw: bytes) -> dict:
     if isinstance(data.get("user_properties"), list):
         data["user_properties"] = [tuple(p) if isinstance(p, list) else p for p in data["user_properties"]]
     return data
+
+
+def restore_text_longrepr(report, data: dict) -> None:
+    """A failure text that was a TerminalRepr without a crash line stays one
+    (wire.mark_text_longrepr): no message in the short summary, as in plain pytest."""
+    if data.get(TEXT_LONGREPR) and isinstance(report.longrepr, str):
+        report.longrepr = TextRepr(report.longrepr, red=type(report).__name__ == "CollectReport")
+    report.__dict__.pop(TEXT_LONGREPR, None)
+
+
+class TextRepr(TerminalRepr):
+    """Failure text printed as pytest's own repr printed it (a collect error's in red)."""
+
+    def __init__(self, text: str, red: bool = False) -> None:
+        self.text = text
+        self.red = red
+
+    def __str__(self) -> str:
+        return self.text
+
+    def toterminal(self, out) -> None:
+        out.line(self.text, red=self.red)
 
 
 def warning_message(w: pb.RecordedWarning) -> warnings.WarningMessage:

@@ -22,10 +22,10 @@ import json
 from pathlib import Path
 
 import pytest
-from _pytest.reports import CollectErrorRepr, CollectReport
+from _pytest.reports import CollectReport
 from isod.v1 import isod_pb2 as pb
 
-from .from_workers import report_data, warning_message
+from .from_workers import report_data, restore_text_longrepr, warning_message
 
 
 class RemoteItem(pytest.Item):
@@ -88,11 +88,11 @@ def report(session: pytest.Session, collection: pb.Collection) -> list[RemoteIte
              for t in collection.tests]
     load_conftests(config, {item.path.parent for item in items})
     for raw in collection.reports_json:
-        rep = hook.pytest_report_from_serializable(config=config, data=report_data(raw))
+        data = report_data(raw)
+        rep = hook.pytest_report_from_serializable(config=config, data=data)
         if rep is None:
             continue
-        if rep.failed and isinstance(rep.longrepr, str):
-            rep.longrepr = CollectErrorRepr(rep.longrepr)    # as pytest made it (a str in JSON)
+        restore_text_longrepr(rep, data)
         session.gethookproxy(config.rootpath / rep.fspath).pytest_collectreport(report=rep)
     deselected = [_item(session, paths, nid, nid.partition("::")[0], None, nid.rpartition("::")[2])
                   for nid in collection.deselected]

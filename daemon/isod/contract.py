@@ -229,3 +229,8 @@ def _dec(d: dict):
     if kind in _DECODE and len(d) == 2 and "v" in d:
         return _DECODE[kind](d["v"])
     return d
+
+
+# a serialized report's key: its longrepr string was a TerminalRepr without a
+# crash line (isod.wire.mark_text_longrepr; the client restores one)
+TEXT_LONGREPR = "isod_text_longrepr"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .contract import violation
+from .contract import TEXT_LONGREPR, violation
 from .v1 import isod_pb2 as pb
 
 if TYPE_CHECKING:
@@ -27,6 +27,16 @@ def utf8_safe(s: str) -> str:
 
 def utf8_safe_list(items) -> list[str]:
     return [utf8_safe(s) for s in items]
+
+
+def mark_text_longrepr(report, data: dict) -> None:
+    """pytest serializes a failure text that is not a traceback (a doctest's,
+    a collect error's) as a plain string, and a string reads back as a
+    message for the short summary ("FAILED mod.py::mod.add - 002 ..."),
+    which plain pytest does not print for it: say it was no string at first."""
+    longrepr = getattr(report, "longrepr", None)
+    if hasattr(longrepr, "toterminal") and not hasattr(longrepr, "reprcrash") and isinstance(data.get("longrepr"), str):
+        data[TEXT_LONGREPR] = True
 
 
 def event_to_pb(ev: Event, phase: str = "", offset_s: float = 0.0) -> pb.SpawnEvent:

@@ -118,3 +118,45 @@ def test_plain_reports_read_as_pytest_made_them(tmp_path, daemon):
                    "PASSED test_p.py::test_out", "SKIPPED [1] test_p.py:7: not today", "call     test_p.py::test_slow",
                    "2 passed, 1 skipped"):
         assert needle in p.stdout and needle in i.out, needle
+
+
+DOCTEST_MODULE = '''
+def add(a, b):
+    """
+    >>> add(2, 2)
+    5
+    """
+    return a + b
+'''
+
+CUSTOM_ITEMS = '''
+import pytest
+class CaseItem(pytest.Item):
+    def runtest(self):
+        if "bad" in self.name:
+            raise ValueError("custom failure")
+    def repr_failure(self, excinfo):
+        return f"custom repr: {excinfo.value}"
+    def reportinfo(self):
+        return self.path, 0, f"case: {self.name}"
+class CaseFile(pytest.File):
+    def collect(self):
+        for name in self.path.read_text().split():
+            yield CaseItem.from_parent(self, name=name)
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".cases":
+        return CaseFile.from_parent(parent, path=file_path)
+'''
+
+
+def test_doctests_and_custom_items_read_as_in_plain_pytest(tmp_path, daemon):
+    """A doctest's failure text is no traceback: no message in the short
+    summary, as in plain pytest; a custom item's string repr keeps its own."""
+    files = {"mod.py": DOCTEST_MODULE, "conftest.py": CUSTOM_ITEMS, "test_x.cases": "good\nbad\n"}
+    args = ("--doctest-modules", "-rA")
+    p = plain(tmp_path, files, *args)
+    i = isod(tmp_path, files, *args, "--isod-default-size=medium", target=daemon.target)
+    assert p.returncode == i.rc == 1, i.out
+    for needle in ("FAILED mod.py::mod.add\n", "FAILED test_x.cases::bad - custom repr: custom failure",
+                   "PASSED test_x.cases::good", "Expected:\n    5\nGot:\n    4", "1 passed"):
+        assert needle in p.stdout and needle in i.out, needle

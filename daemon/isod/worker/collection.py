@@ -55,6 +55,7 @@ class CollectionRecorder:
         if report.failed:
             self.errors.append(f"{report.nodeid}: {report.longreprtext}")
         data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+        wire.mark_text_longrepr(report, data)
         self.reports.append(json.dumps(data, default=repr).encode())
 
     def pytest_deselected(self, items) -> None:

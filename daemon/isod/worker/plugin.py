@@ -389,6 +389,7 @@ class WorkerPlugin:
             except (ValueError, TypeError):     # text protobuf cannot carry (a lone surrogate): as JSON
                 pass
         data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+        wire.mark_text_longrepr(report, data)
         payload = json.dumps(data, default=repr).encode()
         if len(payload) > REPORT_MAX:
             payload = _shrink_to_fit(data)
