@@ -21,6 +21,7 @@ from ..contract import EMBEDDED_DIR_PREFIX, Size
 from ..sandbox import SandboxError, open_backend
 from ..sandbox.watch import WatchBackend
 from .limits import LimitsConfig
+from .options import UsageError
 from .prestart import start_zygote
 from .session import default_workers
 from .strays import remove_stale_cgroups
@@ -29,11 +30,6 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 MAX_WORKERS = 256          # what a session may ask for (service.py)
 SUN_PATH_MAX = 107         # bytes of a Unix socket path (sockaddr_un.sun_path, less the NUL)
-
-
-class UsageError(Exception):
-    """An `isod serve` option that cannot work: the command line prints it on
-    one line and exits with status 2, before the daemon has done anything."""
 
 
 def log(msg: str) -> None:

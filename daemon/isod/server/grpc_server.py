@@ -14,8 +14,8 @@ from grpc_reflection.v1alpha import reflection
 
 from ..v1 import isod_pb2 as pb
 from ..v1 import isod_pb2_grpc as pb_grpc
-from .app import UsageError
 from .auth import TokenInterceptor
+from .options import UsageError
 from .service import IsodService
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Isod"].full_name
