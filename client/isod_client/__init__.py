@@ -85,6 +85,8 @@ def _test_categories_will_load(pluginmanager) -> bool:
 
 
 _IN_WORKER = pytest.StashKey[bool]()
+# options with which pytest runs no test (--collect-only, --fixtures, --markers, ...)
+_NO_TESTS_RUN = ("collectonly", "help", "version", "showfixtures", "show_fixtures_per_test", "markers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -103,8 +105,10 @@ def pytest_configure_isod_session(config: pytest.Config) -> None:
     overlap the client's own start)."""
     if config.stash.get(_IN_WORKER, False):
         return   # inside a worker: the daemon's worker plugin runs things there
-    if config.option.collectonly or getattr(config.option, "help", False):
-        return
+    opt = config.option
+    if any(getattr(opt, name, False) for name in _NO_TESTS_RUN):
+        return   # pytest collects or prints here, and runs nothing: plain pytest's own
+
     enforcement = (config.getoption("test_categories_enforcement", None)
                    or config.getini("test_categories_enforcement") or "strict").strip().lower()
     if enforcement not in ENFORCEMENTS:

@@ -96,7 +96,9 @@ class Controller:
         them from their markers once every plugin and conftest had modified
         and deselected them."""
         for item in session.items:
-            test = item.test
+            test = getattr(item, "test", None)
+            if test is None:
+                continue     # collected by this process (pytest's own --fixtures-like paths)
             self.unmarked += not test.marked
             self.report.collected(item.nodeid, test.marked, dict(test.fixtures))
             self.sizes[item.nodeid] = (size_from_pb(test.size), test.timeout_s)

@@ -160,3 +160,18 @@ def test_doctests_and_custom_items_read_as_in_plain_pytest(tmp_path, daemon):
     for needle in ("FAILED mod.py::mod.add\n", "FAILED test_x.cases::bad - custom repr: custom failure",
                    "PASSED test_x.cases::good", "Expected:\n    5\nGot:\n    4", "1 passed"):
         assert needle in p.stdout and needle in i.out, needle
+
+
+@pytest.mark.parametrize("option", ["--fixtures", "--fixtures-per-test", "--collect-only"])
+def test_options_that_run_no_test_are_plain_pytests(tmp_path, option):
+    """pytest collects or prints there and runs nothing: no daemon starts,
+    and the output is plain pytest's."""
+    files = {"conftest.py": "import pytest\n@pytest.fixture\ndef answer():\n    '''The answer.'''\n    return 42\n",
+             "test_f.py": "def test_f(answer): assert answer == 42\n"}
+    p = plain(tmp_path, files, "-q", option)
+    i = isod(tmp_path, files, "-q", option)
+    assert p.returncode == i.rc == 0, i.out
+    shown = {"--fixtures": "answer", "--fixtures-per-test": "fixtures used by test_f",
+             "--collect-only": "test_f.py::test_f"}[option]
+    assert shown in p.stdout and shown in i.out, i.out
+    assert "isod:" not in i.out, i.out
