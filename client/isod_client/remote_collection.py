@@ -50,13 +50,27 @@ class RemoteItem(pytest.Item):
 
     @property
     def keywords(self) -> dict:
-        return {self.name: 1}
+        return {self.name: 1, **{m.name: 1 for m in self.test.marks}} if self.test is not None else {self.name: 1}
+
+    @property
+    def own_markers(self) -> list:
+        """Its markers as collected (closest first; arguments that were small
+        JSON values, else none): get_closest_marker() and iter_markers() work."""
+        marks = self.__dict__.get("_marks")
+        if marks is None:
+            marks = self.__dict__["_marks"] = [_mark(m) for m in self.test.marks] if self.test is not None else []
+        return marks
 
     def runtest(self) -> None:
         raise RuntimeError(f"{self._nodeid} runs in an isod worker, not in the client")
 
     def reportinfo(self):
         return self.path, self.location[1], self.location[2]
+
+
+def _mark(m: pb.CollectedMark) -> pytest.Mark:
+    args, kwargs = json.loads(m.args_json) if m.args_json else ([], {})
+    return pytest.Mark(m.name, tuple(args), kwargs, _ispytest=True)
 
 
 def _item(session: pytest.Session, paths: dict[str, Path], nodeid: str, file: str, line: int | None,

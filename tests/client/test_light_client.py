@@ -175,3 +175,45 @@ def test_options_that_run_no_test_are_plain_pytests(tmp_path, option):
              "--collect-only": "test_f.py::test_f"}[option]
     assert shown in p.stdout and shown in i.out, i.out
     assert "isod:" not in i.out, i.out
+
+
+MARK_READER = '''
+def pytest_collection_finish(session):
+    if hasattr(session.config, "workerinput"):
+        return       # the collecting process: the file is the client's
+    with open("marks.txt", "w") as f:
+        for item in session.items:
+            tag = item.get_closest_marker("tag")
+            f.write(f"{item.nodeid} {tag.args if tag else None} {tag.kwargs if tag else None} "
+                    f"{[m.name for m in item.iter_markers('tag')]} {'slow' in item.keywords}\\n")
+'''
+
+MARKED = '''
+import pytest
+pytestmark = pytest.mark.tag("module")
+
+@pytest.mark.tag("own", level=2)
+@pytest.mark.slow
+def test_own(): pass
+
+@pytest.mark.parametrize("v", range(3))
+def test_param(v): pass
+
+class TestC:
+    pytestmark = pytest.mark.tag(object())      # not JSON: the marker, without its arguments
+    def test_m(self): pass
+'''
+
+
+def test_client_side_hooks_see_each_tests_markers(tmp_path, daemon):
+    """A conftest's pytest_collection_finish that reads markers (packaging's
+    does) runs in the client on what was collected elsewhere."""
+    files = {"conftest.py": MARK_READER, "test_m.py": MARKED,
+             "pytest.ini": INI + "    tag: t\n    slow: s\n"}
+    plain(tmp_path, files, "-q")
+    i = isod(tmp_path, files, "-q", "--isod-default-size=small", target=daemon.target)
+    assert i.rc == 0, i.out
+    got = (tmp_path / "isod" / "marks.txt").read_text().splitlines()
+    want = (tmp_path / "plain" / "marks.txt").read_text().splitlines()
+    assert got[:4] == want[:4], (got, want)        # JSON arguments as given
+    assert got[4].startswith("test_m.py::TestC::test_m () {} ['tag', 'tag'] False"), got

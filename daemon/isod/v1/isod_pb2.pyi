@@ -145,7 +145,7 @@ class Collection(_message.Message):
     def __init__(self, tests: _Optional[_Iterable[_Union[CollectedTest, _Mapping]]] = ..., deselected: _Optional[_Iterable[str]] = ..., collected: _Optional[int] = ..., reports_json: _Optional[_Iterable[bytes]] = ..., warnings: _Optional[_Iterable[_Union[RecordedWarning, _Mapping]]] = ..., plugin_state_json: _Optional[bytes] = ..., usage_error: _Optional[str] = ..., exit: _Optional[_Union[SessionExit, _Mapping]] = ..., internal_error: _Optional[str] = ...) -> None: ...
 
 class CollectedTest(_message.Message):
-    __slots__ = ("nodeid", "file", "line", "domain", "size", "marked", "timeout_s", "fixtures")
+    __slots__ = ("nodeid", "file", "line", "domain", "size", "marked", "timeout_s", "fixtures", "marks")
     class FixturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class CollectedTest(_message.Message):
     MARKED_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     FIXTURES_FIELD_NUMBER: _ClassVar[int]
+    MARKS_FIELD_NUMBER: _ClassVar[int]
     nodeid: str
     file: str
     line: int
@@ -169,7 +170,16 @@ class CollectedTest(_message.Message):
     marked: bool
     timeout_s: float
     fixtures: _containers.ScalarMap[str, str]
-    def __init__(self, nodeid: _Optional[str] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., domain: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., marked: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., fixtures: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    marks: _containers.RepeatedCompositeFieldContainer[CollectedMark]
+    def __init__(self, nodeid: _Optional[str] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., domain: _Optional[str] = ..., size: _Optional[_Union[Size, str]] = ..., marked: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., fixtures: _Optional[_Mapping[str, str]] = ..., marks: _Optional[_Iterable[_Union[CollectedMark, _Mapping]]] = ...) -> None: ...
+
+class CollectedMark(_message.Message):
+    __slots__ = ("name", "args_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    args_json: bytes
+    def __init__(self, name: _Optional[str] = ..., args_json: _Optional[bytes] = ...) -> None: ...
 
 class NodeDown(_message.Message):
     __slots__ = ("worker", "workeroutput_json", "error")

@@ -72,13 +72,14 @@ class CollectionRecorder:
         table = sizes.limits(config)
         keep_fixtures = bool(config.getoption("isod_report", None) or config.getoption("isod_suggest_sizes", False))
         tests = []
+        marks: dict[int, pb.CollectedMark] = {}     # a module's or class's marks are shared: made once
         for item in session.items:
             size, marked = sizes.item_size(item, default)
             file, line, domain = item.location
             tests.append(pb.CollectedTest(
                 nodeid=item.nodeid, file=wire.utf8_safe(str(file)), line=-1 if line is None else line,
                 domain=wire.utf8_safe(str(domain)), size=contract.size_to_pb(size), marked=marked,
-                timeout_s=sizes.item_timeout(item, size, table),
+                timeout_s=sizes.item_timeout(item, size, table), marks=_marks(item, marks),
                 **({"fixtures": sizes.fixture_scopes(item)} if keep_fixtures else {})))
         return pb.Collection(tests=tests, deselected=self.deselected, collected=self.count, reports_json=self.reports,
                              warnings=self.warnings, plugin_state_json=json.dumps(cache_plugin_state(config)).encode())
@@ -97,6 +98,26 @@ class CollectionRecorder:
         else:
             out.internal_error = wire.utf8_safe("".join(traceback.format_exception(e)))
         return out
+
+
+MAX_MARK_ARGS = 512     # bytes of a marker's JSON arguments sent (a parametrize's values are not)
+
+
+def _marks(item: pytest.Item, made: dict[int, pb.CollectedMark]) -> list[pb.CollectedMark]:
+    """The item's markers, closest first, with their arguments where they are
+    small JSON values: a client-side hook that asks item.get_closest_marker()."""
+    out = []
+    for mark in item.iter_markers():
+        pm = made.get(id(mark))
+        if pm is None:
+            try:
+                args = json.dumps([list(mark.args), mark.kwargs]).encode()
+            except (TypeError, ValueError):
+                args = b""
+            pm = made[id(mark)] = pb.CollectedMark(name=wire.utf8_safe(mark.name),
+                                                  args_json=args if len(args) <= MAX_MARK_ARGS else b"")
+        out.append(pm)
+    return out
 
 
 def cache_plugin_state(config: pytest.Config) -> dict:
