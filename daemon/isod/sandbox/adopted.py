@@ -60,10 +60,11 @@ class AdoptedProcess:
         return self.poll()
 
     def send_signal(self, sig: int) -> None:
-        if self._pidfd is not None and self.returncode is None:
+        fd = self._pidfd        # close() may run meanwhile on the worker's reader thread
+        if fd is not None and self.returncode is None:
             try:
-                signal.pidfd_send_signal(self._pidfd, sig)
-            except ProcessLookupError:
+                signal.pidfd_send_signal(fd, sig)
+            except (ProcessLookupError, OSError):      # gone, or its pidfd closed: it has exited
                 pass
 
     def kill(self) -> None:

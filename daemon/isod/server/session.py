@@ -179,11 +179,16 @@ class Session:
             self.stopped = True
             self.sched.stop()
             workers = [*self.workers.values(), *self.retired]
-        for w in workers:
-            w.kill()
-        if self.zygote is not None:
-            self.zygote.kill()
-        self._end()
+        try:
+            for w in workers:
+                try:
+                    w.kill()
+                except Exception as e:  # noqa: BLE001 (one that cannot be killed must not keep the session open)
+                    self.log(f"session {self.sid}: killing worker {w.name}: {e!r}")
+            if self.zygote is not None:
+                self.zygote.kill()
+        finally:
+            self._end()         # always: the client's stream and the session's record end
 
     # --- scheduling -------------------------------------------------------
     def _rebalance(self) -> None:
