@@ -17,8 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from isod.v1 import isod_pb2 as pb
 from isod.v1 import isod_pb2_grpc as pb_grpc
 
-from .embedded import TOKEN_ENV, EmbeddedDaemon
+from .embedded import EmbeddedDaemon
 
+TOKEN_ENV = "ISOD_TOKEN"
 START_TIMEOUT = 30.0      # an embedded daemon we started
 CONNECT_TIMEOUT = 10.0    # a configured one, which should be up already
 CHANNEL_OPTIONS = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import NoReturn
 
 import grpc
 import pytest
@@ -25,7 +26,7 @@ from isod.v1 import isod_pb2 as pb
 from . import remote_collection, tc001, tc003
 from .daemon_link import Link, LinkError
 from .embedded import EmbeddedDaemon
-from .from_workers import report_data, restore_text_longrepr, warning_message
+from .from_workers import read_report, warning_message
 from .report_file import ReportFile
 from .session_open import HINT_KEY
 
@@ -89,16 +90,13 @@ class Controller:
         except grpc.RpcError as e:
             error = self._lost_text(e)
         self._fail_session(session, error)
-        raise AssertionError("unreachable")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Sizes of the tests that will run, as the collecting process read
         them from their markers once every plugin and conftest had modified
         and deselected them."""
         for item in session.items:
-            test = getattr(item, "test", None)
-            if test is None:
-                continue     # collected by this process (pytest's own --fixtures-like paths)
+            test = item.test
             self.unmarked += not test.marked
             self.report.collected(item.nodeid, test.marked, dict(test.fixtures))
             self.sizes[item.nodeid] = (size_from_pb(test.size), test.timeout_s)
@@ -182,7 +180,7 @@ class Controller:
             error += f" (embedded daemon exited with status {self.link.daemon.proc.returncode})"
         return error
 
-    def _fail_session(self, session: pytest.Session, error: str) -> None:
+    def _fail_session(self, session: pytest.Session, error: str) -> NoReturn:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line("")
@@ -231,10 +229,7 @@ class Controller:
 
     def _phase_report(self, item, r: pb.PhaseReport, keywords: dict) -> TestReport:
         if r.report_json:
-            data = report_data(r.report_json)
-            rep = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
-            restore_text_longrepr(rep, data)
-            return rep
+            return read_report(self.config, r.report_json)
         # a plain report (worker/plugin.py): its fields, the test's identity
         return TestReport(item.nodeid, item.location, keywords, r.outcome, None, r.when,
                           [(s.title, s.content) for s in r.sections], r.duration, r.start, r.stop)

@@ -20,7 +20,6 @@ from isod.contract import EMBEDDED_DIR_PREFIX
 from isod.v1 import isod_pb2 as pb
 
 WATCH_PERIOD_S = 0.5      # how often the client looks whether its embedded daemon was stopped
-TOKEN_ENV = "ISOD_TOKEN"
 
 
 class EmbeddedDaemon:
@@ -40,11 +39,8 @@ class EmbeddedDaemon:
         """Start it with the session it will serve: it starts that session's
         zygote (imports pytest, collects) while it starts its own server."""
         prestart = os.path.join(self.dir, "session.pb")
-        ours = pb.SessionOpen()
-        ours.CopyFrom(session)
-        ours.env.pop(TOKEN_ENV, None)
-        with open(prestart, "wb") as f:
-            f.write(ours.SerializeToString())
+        with open(prestart, "wb") as f:     # its env has no ISOD_TOKEN (session_open.worker_env)
+            f.write(session.SerializeToString())
         argv = [sys.executable, "-m", "isod", "serve", "--listen", self.target, "--exit-with-parent", str(os.getpid()),
                 "--prestart", prestart]
         if self.backend:

@@ -11,7 +11,7 @@ from isod.contract import TEXT_LONGREPR
 from isod.v1 import isod_pb2 as pb
 
 
-def report_data(raw: bytes) -> dict:
+def _report_data(raw: bytes) -> dict:
     """A serialized report for pytest_report_from_serializable: JSON has no
     tuples, and pytest makes the skip longrepr, location, sections and user
     properties tuples."""
@@ -25,12 +25,18 @@ def report_data(raw: bytes) -> dict:
     return data
 
 
-def restore_text_longrepr(report, data: dict) -> None:
-    """A failure text that was a TerminalRepr without a crash line stays one
-    (wire.mark_text_longrepr): no message in the short summary, as in plain pytest."""
+def read_report(config, raw: bytes):
+    """A report a worker serialized (wire.report_dict), as pytest made it; None
+    when no plugin knows its type. A failure text that was a TerminalRepr
+    without a crash line stays one: no message in the short summary."""
+    data = _report_data(raw)
+    report = config.hook.pytest_report_from_serializable(config=config, data=data)
+    if report is None:
+        return None
     if data.get(TEXT_LONGREPR) and isinstance(report.longrepr, str):
         report.longrepr = TextRepr(report.longrepr, red=type(report).__name__ == "CollectReport")
     report.__dict__.pop(TEXT_LONGREPR, None)
+    return report
 
 
 class TextRepr(TerminalRepr):

@@ -25,7 +25,7 @@ import pytest
 from _pytest.reports import CollectReport
 from isod.v1 import isod_pb2 as pb
 
-from .from_workers import report_data, restore_text_longrepr, warning_message
+from .from_workers import read_report, warning_message
 
 
 class RemoteItem(pytest.Item):
@@ -103,11 +103,9 @@ def report(session: pytest.Session, collection: pb.Collection) -> list[RemoteIte
              for t in collection.tests]
     load_conftests(config, {item.path.parent for item in items})
     for raw in collection.reports_json:
-        data = report_data(raw)
-        rep = hook.pytest_report_from_serializable(config=config, data=data)
+        rep = read_report(config, raw)
         if rep is None:
             continue
-        restore_text_longrepr(rep, data)
         session.gethookproxy(config.rootpath / rep.fspath).pytest_collectreport(report=rep)
     deselected = [_item(session, paths, nid, nid.partition("::")[0], None, nid.rpartition("::")[2])
                   for nid in collection.deselected]

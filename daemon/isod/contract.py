@@ -232,5 +232,5 @@ def _dec(d: dict):
 
 
 # a serialized report's key: its longrepr string was a TerminalRepr without a
-# crash line (isod.wire.mark_text_longrepr; the client restores one)
+# crash line (isod.wire.report_dict; the client restores one)
 TEXT_LONGREPR = "isod_text_longrepr"

@@ -29,14 +29,17 @@ def utf8_safe_list(items) -> list[str]:
     return [utf8_safe(s) for s in items]
 
 
-def mark_text_longrepr(report, data: dict) -> None:
-    """pytest serializes a failure text that is not a traceback (a doctest's,
-    a collect error's) as a plain string, and a string reads back as a
-    message for the short summary ("FAILED mod.py::mod.add - 002 ..."),
-    which plain pytest does not print for it: say it was no string at first."""
+def report_dict(config, report) -> dict:
+    """A pytest report as pytest serializes it (pytest_report_to_serializable).
+    A failure text that is not a traceback (a doctest's, a collect error's)
+    becomes a plain string there, and a string reads back as a message for
+    the short summary ("FAILED mod.py::mod.add - 002 ..."), which plain
+    pytest does not print for it: the dict says it was no string at first."""
+    data = config.hook.pytest_report_to_serializable(config=config, report=report)
     longrepr = getattr(report, "longrepr", None)
     if hasattr(longrepr, "toterminal") and not hasattr(longrepr, "reprcrash") and isinstance(data.get("longrepr"), str):
         data[TEXT_LONGREPR] = True
+    return data
 
 
 def event_to_pb(ev: Event, phase: str = "", offset_s: float = 0.0) -> pb.SpawnEvent:

@@ -84,16 +84,18 @@ def test_property(record_property): record_property("answer", 42)
 '''
 
 
-def test_reports_keep_what_plugins_and_tests_put_in_them(tmp_path, daemon):
+@pytest.mark.parametrize("where", ["", "sub/"], ids=["rootdir-conftest", "subdirectory-conftest"])
+def test_reports_keep_what_plugins_and_tests_put_in_them(tmp_path, daemon, where):
     """A plugin that serializes reports its own way and a test's user
     properties reach the client's hooks and --junitxml (such reports travel as
-    pytest serializes them; plain ones as fields)."""
-    files = {"conftest.py": REPORT_PLUGIN, "test_r.py": REPORTED}
+    pytest serializes them; plain ones as fields). A subdirectory's conftest
+    is loaded only while collecting: it counts as well."""
+    files = {f"{where}conftest.py": REPORT_PLUGIN, f"{where}test_r.py": REPORTED}
     i = isod(tmp_path, files, "-q", "-rP", "--junitxml=junit.xml", target=daemon.target)
     assert i.rc == 0, i.out
     seen = (tmp_path / "isod" / "seen.txt").read_text().splitlines()
-    assert seen == ["test_r.py::test_plain from-test_r.py::test_plain []",
-                    "test_r.py::test_property from-test_r.py::test_property [('answer', 42)]"], seen
+    assert seen == [f"{where}test_r.py::test_plain from-{where}test_r.py::test_plain []",
+                    f"{where}test_r.py::test_property from-{where}test_r.py::test_property [('answer', 42)]"], seen
     junit = (tmp_path / "isod" / "junit.xml").read_text()
     assert re.search(r'<property name="answer" value="42"\s*/>', junit), junit
     assert "Captured stdout call" in i.out and "\nout\n" in i.out, i.out

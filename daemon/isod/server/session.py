@@ -33,7 +33,6 @@ class Session:
                  limits=None, zygotes: ZygotePool | None = None) -> None:
         self.limits = limits
         self.zygotes = zygotes      # warm zygotes of earlier sessions (isod serve)
-        self.warm = False           # this session's zygote collected for an earlier one
         self.sid = sid
         self.open = open_msg
         self.backends = backends     # "trap" (seccomp or ptrace) and "native" (no filter)
@@ -75,13 +74,12 @@ class Session:
                 ready = self.zygotes.take(zygote_key(self.open)) if self.zygotes is not None else None
                 if ready is not None:
                     # kept from an earlier run (warm), or started ahead of this session
-                    self.zygote, self.warm = ready, ready.collected
-                    self.log(f"session {self.sid}: a {'warm' if self.warm else 'prestarted'} zygote "
+                    self.zygote = ready
+                    self.log(f"session {self.sid}: a {'warm' if ready.collected else 'prestarted'} zygote "
                              f"(pid {ready.pid}) forks the workers")
                     self._bind_zygote()
-                    if self.warm:
-                        # forking takes milliseconds: the workers start once the
-                        # client's tests are known to be what it collected
+                    if ready.collected:
+                        # collected for an earlier session: its collection is this one's now
                         self._on_zygote_collected(ready.collection)
                 else:
                     self._new_zygote()
@@ -110,16 +108,6 @@ class Session:
         z.on_refused = self._on_zygote_refused
         # its collection, now if no session had it yet (a zygote started ahead of this one)
         z.bind(self._on_zygote_collected, lambda outside: self._on_outside(None, outside))
-
-    def _collect_again(self) -> None:
-        """The client collected tests the warm zygote did not (a new test
-        file, parameters read from data): a new zygote collects."""
-        old = self.zygote
-        self.log(f"session {self.sid}: the warm zygote lacks tests the client collected; collecting again")
-        old.on_exit = lambda z: None
-        old.kill()
-        self.warm = False
-        self._new_zygote()
 
     def _zygote_wanted(self) -> bool:
         return session_wants_zygote(self.open, self.backends)
@@ -153,9 +141,7 @@ class Session:
             self.client_ids = {i.nodeid for i in self.items}
             self.sched.load([(contract.worker_class(contract.size_from_pb(i.size)), i) for i in self.items])
             for name, col in list(self.early_collections.items()):
-                if name == ZYGOTE_NAME and self.warm and self.client_ids - set(col.nodeids):
-                    self._collect_again()
-                elif name == ZYGOTE_NAME:
+                if name == ZYGOTE_NAME:
                     self._check_collection(name, None, col)
                 elif name in self.workers and self._check_collection(name, self.workers[name].cls, col):
                     self.workers[name].ready = True
@@ -258,7 +244,11 @@ class Session:
         self.collection_sent = True
         c = col.collection
         self.out.put(pb.DaemonMessage(collection=c))
-        if self.items is None and not (c.usage_error or c.internal_error or c.HasField("exit")) and not self.stopped:
+        why = (c.usage_error or c.internal_error or (c.exit.reason if c.HasField("exit") else "")).strip()
+        if why or c.HasField("exit"):
+            self._fail(f"collecting raised (the client reports it): {why.splitlines()[-1] if why else 'exit'}")
+            return False
+        if self.items is None and not self.stopped:
             # the client will send these tests: their classes' workers start now
             expected: dict[str, int] = {}
             for t in c.tests:
@@ -267,10 +257,6 @@ class Session:
                     cls = contract.worker_class(size)
                     expected[cls] = expected.get(cls, 0) + 1
             self._start_workers(expected=expected)
-        why = (c.usage_error or c.internal_error or (c.exit.reason if c.HasField("exit") else "")).strip()
-        if why or c.HasField("exit"):
-            self._fail(f"collecting raised (the client reports it): {why.splitlines()[-1] if why else 'exit'}")
-            return False
         return True
 
     def _on_zygote_exit(self, z: ZygoteHandle) -> None:

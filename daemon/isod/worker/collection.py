@@ -54,9 +54,7 @@ class CollectionRecorder:
             return
         if report.failed:
             self.errors.append(f"{report.nodeid}: {report.longreprtext}")
-        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
-        wire.mark_text_longrepr(report, data)
-        self.reports.append(json.dumps(data, default=repr).encode())
+        self.reports.append(json.dumps(wire.report_dict(self.config, report), default=repr).encode())
 
     def pytest_deselected(self, items) -> None:
         self.deselected.extend(item.nodeid for item in items)

@@ -220,9 +220,7 @@ class WorkerPlugin:
         self.reports: list[pb.PhaseReport] = []      # the running test's reports
         self.done: pb.WorkerEvent | None = None      # the last test's `finished`, not sent yet
         self.keywords: dict = {}                     # the running test's, from its reports
-        # reports travel as fields unless a plugin (not pytest's own) serializes them its own way
-        self.plain_reports = all(str(getattr(impl.plugin, "__name__", "")).startswith("_pytest.")
-                                 for impl in config.pluginmanager.hook.pytest_report_to_serializable.get_hookimpls())
+        self.plain_reports = False                   # decided once collection loaded every conftest
         sys.addaudithook(self.intents.hook)
 
     def send(self, **kind) -> None:
@@ -243,6 +241,11 @@ class WorkerPlugin:
             raise
         finally:
             self.config.pluginmanager.unregister(recorder)
+        # reports travel as fields unless a plugin (not pytest's own; a
+        # subdirectory's conftest too) serializes them its own way
+        self.plain_reports = all(
+            str(getattr(impl.plugin, "__name__", "")).startswith("_pytest.")
+            for impl in self.config.pluginmanager.hook.pytest_report_to_serializable.get_hookimpls())
         self._send_collected(pb.Collected(nodeids=[t.nodeid for t in collected.tests], errors=recorder.errors,
                                           collection=collected,
                                           cache_selects=collection.selects_from_cache(self.config)))
@@ -388,8 +391,7 @@ class WorkerPlugin:
                 return
             except (ValueError, TypeError):     # text protobuf cannot carry (a lone surrogate): as JSON
                 pass
-        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
-        wire.mark_text_longrepr(report, data)
+        data = wire.report_dict(self.config, report)
         payload = json.dumps(data, default=repr).encode()
         if len(payload) > REPORT_MAX:
             payload = _shrink_to_fit(data)

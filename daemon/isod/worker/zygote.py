@@ -330,8 +330,8 @@ class OpenedFiles:
     """Files the zygote opened while it started and collected (the audit
     hook's ``open`` events: imported modules, data files a test module reads
     at import, ini files), and the directories it listed (``os.scandir``,
-    ``os.listdir``: a test file added or removed). A warm zygote (server/zygote_pool.py) is reused only while none
-    of them changed."""
+    ``os.listdir``: a test file added or removed). A warm zygote
+    (server/zygote_pool.py) is reused only while none of them changed."""
 
     MAX = 20000
     _LISTED = ("os.scandir", "os.listdir")
